@@ -1,0 +1,25 @@
+"""Building blocks shared by every backbone: patches, positions, norms, mLSTM and attention."""
+
+from axlstm.layers.attention import Attention, FeedForward, TransformerBlock
+from axlstm.layers.mlstm import mlstm_parallel, mlstm_recurrent
+from axlstm.layers.norms import MultiHeadNorm, OffsetLayerNorm
+from axlstm.layers.patch import PatchEmbed, patchify, sincos_pos_embed_2d
+from axlstm.layers.vil import CausalConv1d, HeadwiseLinear, MLSTMCell, ViLBlock, ViLLayer
+
+__all__ = [
+    "Attention",
+    "CausalConv1d",
+    "FeedForward",
+    "HeadwiseLinear",
+    "MLSTMCell",
+    "MultiHeadNorm",
+    "OffsetLayerNorm",
+    "PatchEmbed",
+    "TransformerBlock",
+    "ViLBlock",
+    "ViLLayer",
+    "mlstm_parallel",
+    "mlstm_recurrent",
+    "patchify",
+    "sincos_pos_embed_2d",
+]

@@ -1,0 +1,110 @@
+"""The one typed configuration every masked-spectrogram model is built from."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+FAMILIES = ("axlstm", "ssast")
+FRAME_LAYOUTS = ("time", "official")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and objective of a masked spectrogram model.
+
+    Attributes:
+        family: encoder block family: "axlstm" (bidirectional ViL/mLSTM) or "ssast" (transformer).
+        embed_dim: token width d.
+        depth: number of encoder blocks.
+        img_size: (frames, mel bins) of one training crop; positions extend past it.
+        patch_size: (time, frequency) patch size.
+        in_chans: input channels of the spectrogram.
+        expansion: mLSTM inner width factor (axlstm).
+        mlstm_heads: mLSTM heads (axlstm; the official code always uses 4).
+        qkv_block_size: block size of the head-wise q/k/v projections (axlstm).
+        conv_kernel_size: causal conv kernel (axlstm).
+        num_heads: attention heads (ssast).
+        mlp_ratio: MLP hidden width factor (ssast).
+        attn_impl: "sdpa" (fused) or "eager" attention (ssast).
+        mask_ratio: fraction of patches masked in pretraining.
+        masking_mode: "unstructured" or "timestep".
+        loss_scope: "all" patches (the official recipe) or "masked" patches only.
+        mask_token_pos: give mask tokens their positional embedding (the default, as in the
+            original SSAST). False reproduces the official AxLSTM wrapper, which adds positions
+            before masking so every mask token is identical (SPEC §4, §9.2).
+        frame_layout: "time" returns frames in true time order; "official" reproduces the
+            official 'b (f t) d -> b t (f d)' rearrange (SPEC §6.1) for bit-exact comparisons.
+        name: preset this config came from, for provenance.
+    """
+
+    family: str = "axlstm"
+    embed_dim: int = 192
+    depth: int = 12
+    img_size: tuple[int, int] = (200, 80)
+    patch_size: tuple[int, int] = (4, 16)
+    in_chans: int = 1
+    expansion: int = 2
+    mlstm_heads: int = 4
+    qkv_block_size: int = 4
+    conv_kernel_size: int = 4
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    attn_impl: str = "sdpa"
+    mask_ratio: float = 0.5
+    masking_mode: str = "unstructured"
+    loss_scope: str = "all"
+    mask_token_pos: bool = True
+    frame_layout: str = "time"
+    name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.img_size = tuple(int(v) for v in self.img_size)  # JSON gives lists
+        self.patch_size = tuple(int(v) for v in self.patch_size)
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown model family {self.family!r}; choose one of {FAMILIES}")
+        if self.frame_layout not in FRAME_LAYOUTS:
+            raise ValueError(
+                f"unknown frame_layout {self.frame_layout!r}; choose one of {FRAME_LAYOUTS}"
+            )
+        for s, p in zip(self.img_size, self.patch_size, strict=True):
+            if s % p:
+                raise ValueError(f"img_size {self.img_size} is not a multiple of {self.patch_size}")
+        if self.embed_dim % 4:
+            raise ValueError(f"embed_dim must be divisible by 4, got {self.embed_dim}")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1]
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def patch_dim(self) -> int:
+        return self.patch_size[0] * self.patch_size[1] * self.in_chans
+
+    @property
+    def frame_dim(self) -> int:
+        """Width of one output frame: the n_f frequency tokens of a time step concatenated."""
+        return self.grid[1] * self.embed_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["img_size"] = list(self.img_size)
+        d["patch_size"] = list(self.patch_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return ModelConfig.from_dict({**self.to_dict(), **changes})
