@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from axlstm import audio
+from axlstm import audio, layers, objectives  # noqa: F401  (subpackages as attributes)
 from axlstm.checkpoint import load_model, load_official
 from axlstm.models import MaskedSpecModel, ModelConfig, create_model, list_models
 

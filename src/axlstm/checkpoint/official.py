@@ -47,7 +47,7 @@ class PickledObject:
 
 
 def _pickle_globals(path: Path) -> set[str]:
-    """"module.qualname" of every global a torch zip checkpoint's pickle refers to."""
+    """ "module.qualname" of every global a torch zip checkpoint's pickle refers to."""
     try:
         with zipfile.ZipFile(path) as zf:
             name = next(n for n in zf.namelist() if n.endswith("data.pkl"))
@@ -147,7 +147,9 @@ def remap_official_state_dict(
         hint = ", ".join(f"{k}={v[0]!r}" for k, v in diff.items())
         raise CheckpointError(
             f"{source} does not fit model {model.config.name!r}: "
-            + "; ".join(f"{k} is {a!r} in the checkpoint, {b!r} in the model" for k, (a, b) in diff.items())
+            + "; ".join(
+                f"{k} is {a!r} in the checkpoint, {b!r} in the model" for k, (a, b) in diff.items()
+            )
             + f" (pass {hint})"
         )
     missing = sorted(set(ours) - set(state))
@@ -162,9 +164,13 @@ def remap_official_state_dict(
         if wrong:
             parts.append(
                 "shape mismatch "
-                + ", ".join(f"{k}: {tuple(state[k].shape)} vs {tuple(ours[k].shape)}" for k in wrong[:8])
+                + ", ".join(
+                    f"{k}: {tuple(state[k].shape)} vs {tuple(ours[k].shape)}" for k in wrong[:8]
+                )
             )
-        raise CheckpointError(f"{source} does not fit model {model.config.name!r}: " + "; ".join(parts))
+        raise CheckpointError(
+            f"{source} does not fit model {model.config.name!r}: " + "; ".join(parts)
+        )
     return {k: state[k].to(ours[k].dtype) for k in ours}
 
 

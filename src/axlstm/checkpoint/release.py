@@ -55,7 +55,9 @@ def save_release(
         "provenance": provenance or {},
     }
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
+    _atomic_write(
+        directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"})
+    )
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     _atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(text))
     logger.info("saved release %s", directory)
@@ -75,7 +77,9 @@ def read_release_config(directory: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise ValueError(f"{cfg_path}: invalid JSON ({err})") from err
     if config.get("format") != RELEASE_FORMAT or "model" not in config:
-        raise ValueError(f"{cfg_path}: not an axlstm release config (format {config.get('format')!r})")
+        raise ValueError(
+            f"{cfg_path}: not an axlstm release config (format {config.get('format')!r})"
+        )
     if int(config.get("format_version", 0)) > RELEASE_VERSION:
         raise ValueError(
             f"{cfg_path}: release format version {config['format_version']} is newer than this "

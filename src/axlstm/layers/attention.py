@@ -1,4 +1,4 @@
-"""Pre-norm transformer block of the SSAST-style baseline (attribute names as in its checkpoints)."""
+"""Pre-norm transformer block of the SSAST-style baseline (official attribute names)."""
 
 from __future__ import annotations
 

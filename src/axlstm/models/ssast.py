@@ -7,7 +7,9 @@ from axlstm.models.registry import build_preset, register_model
 
 @register_model
 def ssast_tiny(**kw):
-    return build_preset("ssast_tiny", dict(family="ssast", embed_dim=192, depth=12, num_heads=3), kw)
+    return build_preset(
+        "ssast_tiny", dict(family="ssast", embed_dim=192, depth=12, num_heads=3), kw
+    )
 
 
 @register_model

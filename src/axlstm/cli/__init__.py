@@ -1,0 +1,1 @@
+"""The ``axlstm`` command line."""
