@@ -113,10 +113,10 @@ def load_model(
         state = load_file(str(weights), device=str(map_location))
     except Exception as err:
         raise ValueError(f"{weights}: cannot read safetensors weights ({err})") from err
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
         raise ValueError(
-            f"{weights} does not fit its config: missing {sorted(missing)[:8]}, "
-            f"unexpected {sorted(unexpected)[:8]}"
-        )
+            f"{weights} does not fit its config{' with ' + str(overrides) if overrides else ''}: {err}"
+        ) from err
     return model.to(map_location).eval()
