@@ -213,7 +213,7 @@ def test_load_model_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         axlstm.load_model(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="config.json"):
+    with pytest.raises(ValueError, match=r"config\.json"):
         axlstm.load_model(tmp_path / "empty")
     model = axlstm.create_model("test_axlstm")
     model.save_pretrained(tmp_path / "rel")

@@ -116,7 +116,6 @@ def load_model(
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(
-            f"{weights} does not fit its config{' with ' + str(overrides) if overrides else ''}: {err}"
-        ) from err
+        what = f"its config with {overrides}" if overrides else "its config"
+        raise ValueError(f"{weights} does not fit {what}: {err}") from err
     return model.to(map_location).eval()
