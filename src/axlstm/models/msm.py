@@ -253,6 +253,12 @@ class MaskedSpecModel(nn.Module):
         loss = msm_loss(pred, target, mask, self.config.loss_scope)
         return MSMOutput(loss, pred, target, mask, ids_restore)
 
+    def embed(self, wave, sample_rate: int = 16000, **options):
+        """Scene and frame embeddings of raw audio at any rate; see :func:`axlstm.embedding.embed`."""
+        from axlstm.embedding import embed
+
+        return embed(self, wave, sample_rate, **options)
+
     # ------------------------------------------------------------------------------ persistence
     def save_pretrained(self, directory, **provenance) -> None:
         """Write a release folder: ``config.json`` and ``model.safetensors``."""
