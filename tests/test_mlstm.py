@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from axlstm.layers import mlstm_parallel, mlstm_recurrent
+from axlstm.layers import ViLLayer
+from axlstm.layers.mlstm import (
+    mlstm,
+    mlstm_chunkwise,
+    mlstm_parallel,
+    mlstm_recurrent,
+    mlstm_step,
+)
 
 
 def random_inputs(B=2, NH=4, S=37, DH=8, gate_scale=3.0, dtype=torch.float64, seed=0):
@@ -62,3 +69,106 @@ def test_recurrent_state_carries_over():
 def test_parallel_gradients_are_exact():
     args = [a.requires_grad_() for a in random_inputs(B=1, NH=2, S=6, DH=3, gate_scale=1.0)]
     assert torch.autograd.gradcheck(mlstm_parallel, args)
+
+
+# ---------------------------------------------------------------------------- the three forms
+FORMS = ("parallel", "chunkwise", "recurrent")
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 16, 64, 300])
+@pytest.mark.parametrize("S", [1, 15, 64, 100])
+def test_chunkwise_equals_recurrent_float64(S, chunk):
+    args = random_inputs(S=S, gate_scale=2.0)
+    ref = mlstm_recurrent(*args)
+    out = mlstm_chunkwise(*args, chunk_size=chunk)
+    assert (out - ref).abs().max().item() <= 1e-10 * max(1.0, ref.abs().max().item())
+
+
+@pytest.mark.parametrize("S", [5, 70, 251])
+def test_forms_agree_in_float32_forward_and_backward(S):
+    """Issue #6: the three forms agree within 1e-5 in fp32, values and gradients."""
+    base = random_inputs(B=2, NH=4, S=S, DH=16, gate_scale=1.0, dtype=torch.float32)
+    outs, grads = {}, {}
+    weight = torch.randn(2, 4, S, 16, generator=torch.Generator().manual_seed(9))
+    for form in FORMS:
+        args = [a.clone().requires_grad_() for a in base]
+        h = mlstm(*args, backend=form, chunk_size=32)
+        (h * weight).sum().backward()
+        outs[form], grads[form] = h.detach(), [a.grad for a in args]
+    def rel_err(x, ref):  # error relative to the tensor's scale
+        return ((x - ref).abs().max() / ref.abs().max().clamp_min(1.0)).item()
+
+    for form in ("chunkwise", "recurrent"):
+        assert rel_err(outs[form], outs["parallel"]) <= 1e-5
+        for g, g_ref in zip(grads[form], grads["parallel"], strict=True):
+            assert rel_err(g, g_ref) <= 1e-5
+
+
+def test_chunkwise_gradients_are_exact():
+    args = [a.requires_grad_() for a in random_inputs(B=1, NH=1, S=9, DH=3, gate_scale=1.0, seed=4)]
+    assert torch.autograd.gradcheck(lambda *a: mlstm_chunkwise(*a, chunk_size=4), args)
+
+
+def test_chunkwise_state_carries_over():
+    args = random_inputs(S=50)
+    full = mlstm_parallel(*args)
+    cut = lambda a, sl: a[..., sl, :] if a.dim() == 4 else a[..., sl]  # noqa: E731
+    h1, state = mlstm_chunkwise(*[cut(a, slice(0, 21)) for a in args], 1e-6, 8, None, True)
+    h2, state2 = mlstm_chunkwise(*[cut(a, slice(21, 50)) for a in args], 1e-6, 8, state, True)
+    torch.testing.assert_close(torch.cat([h1, h2], 2), full, atol=1e-10, rtol=1e-10)
+    # and the same state as the step-by-step recurrence
+    _, ref_state = mlstm_recurrent(*args, return_state=True)
+    for a, b in zip(state2, ref_state, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_step_form_is_constant_memory_state():
+    q, k, v, i, f = random_inputs(B=1, NH=2, S=3, DH=4)
+    h, state = mlstm_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], i[..., 0], f[..., 0])
+    assert [tuple(s.shape) for s in state] == [(1, 2, 4, 4), (1, 2, 4), (1, 2)]
+    assert h.shape == (1, 2, 4)
+
+
+def test_auto_backend_and_unknown_backend():
+    args = random_inputs(S=300)
+    torch.testing.assert_close(mlstm(*args), mlstm_parallel(*args), atol=1e-10, rtol=1e-10)
+    with pytest.raises(ValueError, match="backend"):
+        mlstm(*args, backend="triton")
+
+
+# ---------------------------------------------------------------------------- the ViL layer
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("S", [3, 64, 251])
+def test_fast_layer_equals_reference(dtype, tol, S):
+    """The speed-organised ViL layer against the step-by-step one, values and gradients."""
+    torch.manual_seed(0)
+    layer = ViLLayer(32).to(dtype)
+    with torch.no_grad():  # move every weight off its special init so all paths matter
+        for p in layer.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(2, S, 32, dtype=dtype)
+    fast = layer(x)
+    (fast**2).sum().backward()
+    g_fast = {n: p.grad.clone() for n, p in layer.named_parameters()}
+    layer.zero_grad()
+    ref = layer.forward_reference(x)
+    (ref**2).sum().backward()
+    torch.testing.assert_close(fast, ref, atol=tol, rtol=tol)
+    for n, p in layer.named_parameters():
+        torch.testing.assert_close(g_fast[n], p.grad, atol=tol * 10, rtol=tol * 10)
+
+
+@pytest.mark.parametrize("backend", ["parallel", "chunkwise", "recurrent"])
+def test_official_features_with_every_backend(backend):
+    import axlstm
+    from conftest import fixture_dir, load_fixture
+
+    path = fixture_dir("official") / "axlstm_a/state_dict.pth"
+    model = axlstm.load_official(
+        path, "axlstm_tiny", embed_dim=64, depth=2, frame_layout="official",
+        mlstm_backend=backend, mlstm_chunk_size=32,
+    )  # fmt: skip
+    with torch.no_grad():
+        feats = model.forward_features(load_fixture("official", "axlstm_a/input_lms.pt"))
+    ref = load_fixture("official", "axlstm_a/features.pt")
+    torch.testing.assert_close(feats, ref, atol=1e-4, rtol=1e-4)

@@ -1,4 +1,4 @@
-"""The mLSTM cell (matrix-memory LSTM with exponential input gate) in two equivalent forms.
+"""The mLSTM cell (matrix-memory LSTM with exponential input gate) in three equivalent forms.
 
 Notation (per head): queries q_t, keys k_t, values v_t of width DH; input-gate preactivation
 i_t (used as exp(i_t)); forget-gate preactivation f_t (used as sigmoid(f_t)). With
@@ -7,6 +7,17 @@ k̂ = k / sqrt(DH) the recurrence is
     C_t = sigmoid(f_t) C_{t-1} + exp(i_t) v_t k̂_tᵀ
     n_t = sigmoid(f_t) n_{t-1} + exp(i_t) k̂_t
     h_t = C_t q_t / (max(|n_tᵀ q_t|, 1) + eps)        (written here in stabilised form)
+
+Forms:
+    parallel   quadratic in S, one (S, S) matrix per head; what the official code runs.
+    chunkwise  linear in S: exact parallel work inside chunks of ``chunk_size`` tokens, a
+               recurrence over chunk states between them.
+    recurrent  one token at a time with a constant-size state (C, n, m); streaming.
+
+All three use the same stabiliser, the row maximum m_t = max_{s<=t} log D[t, s] that the parallel
+form takes, so they agree to rounding for any ``eps``. It has the closed form
+m_t = F_t + cummax(i - F)_t with F the cumulative log forget gate, which the parallel and
+chunkwise forms use instead of an (S, S) max. Gradients are plain autograd, hence exact.
 
 References:
     1. Beck et al., "xLSTM: Extended Long Short-Term Memory", 2024 (arXiv 2405.04517).
@@ -19,6 +30,23 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+MLSTMState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""Carried state (C (B, NH, DH, DH), n (B, NH, DH), m (B, NH)), C and n scaled by exp(-m)."""
+
+BACKENDS = ("auto", "parallel", "chunkwise", "recurrent")
+
+
+def _causal_weights(a: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """exp(a_s - M_t) for s <= t, else 0; a, M (..., S) -> (..., S, S).
+
+    M_t >= a_s for s <= t, so the exponent is <= 0 there; above the diagonal it is clamped
+    before the exponential so that no inf appears, not even in the backward pass.
+    """
+    S = a.shape[-1]
+    causal = torch.ones(S, S, dtype=torch.bool, device=a.device).tril()
+    x = (a[..., None, :] - M[..., :, None]).clamp_max(0.0)
+    return torch.exp(x).masked_fill(~causal, 0.0)
 
 
 def mlstm_parallel(
@@ -39,18 +67,127 @@ def mlstm_parallel(
     Returns:
         h: (B, NH, S, DH).
     """
-    S, DH = q.shape[-2], q.shape[-1]
-    log_f = F.logsigmoid(fgate)  # (B, NH, S)
-    cum = torch.cumsum(log_f, dim=-1)  # F_t = sum_{s<=t} log f_s
-    # log D[t, s] = F_t - F_s + i_s for s <= t: the forget gate of step s does not act on input s
-    log_d = cum[..., :, None] - cum[..., None, :] + igate[..., None, :]  # (B, NH, S, S)
-    causal = torch.ones(S, S, dtype=torch.bool, device=q.device).tril()
-    log_d = log_d.masked_fill(~causal, float("-inf"))
-    m = log_d.amax(dim=-1, keepdim=True)  # (B, NH, S, 1) row-wise stabiliser
-    d = torch.exp(log_d - m)
-    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(DH)) * d  # (B, NH, S, S)
-    normaliser = torch.maximum(scores.sum(dim=-1, keepdim=True).abs(), torch.exp(-m))
-    return (scores / (normaliser + eps)) @ v
+    DH = q.shape[-1]
+    cum = torch.cumsum(F.logsigmoid(fgate), dim=-1)  # F_t = sum_{s<=t} log f_s
+    # log D[t, s] = F_t - F_s + i_s = F_t + a_s; its row max is m_t = F_t + cummax(a)_t
+    a = igate - cum
+    M = torch.cummax(a, dim=-1).values
+    d = _causal_weights(a, M)  # exp(log D - m), (B, NH, S, S)
+    scores = (q @ k.transpose(-2, -1)) * d * (1.0 / math.sqrt(DH))
+    floor = torch.exp(-(cum + M))  # exp(-m_t)
+    normaliser = torch.maximum(scores.sum(dim=-1).abs(), floor)[..., None]
+    return (scores @ v) / (normaliser + eps)
+
+
+def mlstm_chunkwise(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    igate: torch.Tensor,
+    fgate: torch.Tensor,
+    eps: float = 1e-6,
+    chunk_size: int = 64,
+    state: MLSTMState | None = None,
+    return_state: bool = False,
+):
+    """Chunkwise-parallel mLSTM: cost and memory linear in S, equal to :func:`mlstm_parallel`.
+
+    Args:
+        q, k, v: (B, NH, S, DH).
+        igate, fgate: (B, NH, S).
+        eps: added to the normaliser.
+        chunk_size: tokens per chunk L; the quadratic work is (S / L) blocks of (L, L).
+        state: optional carried state from an earlier segment (see :data:`MLSTMState`).
+        return_state: also return the state after the last token.
+
+    Returns:
+        h (B, NH, S, DH), and the final state when ``return_state``.
+    """
+    B, NH, S, DH = q.shape
+    L = max(1, min(chunk_size, S))
+    K = -(-S // L)
+    pad = K * L - S
+    log_f = F.logsigmoid(fgate)
+    if pad:
+        # Padded steps neither decay (log f = 0) nor write (i = -huge), so the carried state and
+        # the real outputs are untouched.
+        q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
+        log_f = F.pad(log_f, (0, pad))
+        igate = F.pad(igate, (0, pad), value=torch.finfo(igate.dtype).min / 4)
+    k = k * (1.0 / math.sqrt(DH))
+    q, k, v = (x.reshape(B, NH, K, L, DH) for x in (q, k, v))
+    g = torch.cumsum(log_f.view(B, NH, K, L), dim=-1)  # local cumulative log f
+    a = igate.view(B, NH, K, L) - g  # (B, NH, K, L)
+    G = g[..., -1]  # total log f of each chunk, (B, NH, K)
+
+    # Chunk-local contributions to the carried state, each with its own stabiliser mu.
+    mu = a.amax(dim=-1)  # (B, NH, K)
+    w = torch.exp(a - mu[..., None])[..., None]  # (B, NH, K, L, 1)
+    C_loc = (v * w).transpose(-2, -1) @ k  # sum_s w_s v_s k_s^T, (B, NH, K, DH, DH)
+    n_loc = (k * w).sum(dim=-2)  # (B, NH, K, DH)
+
+    # Recurrence over chunks: the state entering each chunk (a short loop of small ops).
+    if state is None:
+        C = q.new_zeros(B, NH, DH, DH)
+        n = q.new_zeros(B, NH, DH)
+        m = q.new_full((B, NH), float("-inf"))
+    else:
+        C, n, m = state
+    Cs, ns, ms = [], [], []
+    for j in range(K):
+        Cs.append(C)
+        ns.append(n)
+        ms.append(m)
+        M = torch.maximum(m, mu[..., j])
+        old, new = torch.exp(m - M), torch.exp(mu[..., j] - M)
+        C = old[..., None, None] * C + new[..., None, None] * C_loc[:, :, j]
+        n = old[..., None] * n + new[..., None] * n_loc[:, :, j]
+        m = G[..., j] + M
+    C_in = torch.stack(Cs, dim=2)  # (B, NH, K, DH, DH)
+    n_in = torch.stack(ns, dim=2)  # (B, NH, K, DH)
+    m_in = torch.stack(ms, dim=2)  # (B, NH, K)
+
+    # Outputs: the stabiliser of token t is g_t + M_t with M_t = max(m_in, cummax(a)_t).
+    M = torch.maximum(m_in[..., None], torch.cummax(a, dim=-1).values)  # (B, NH, K, L)
+    w_in = torch.exp(m_in[..., None] - M)[..., None]  # weight of the carried state
+    scores = (q @ k.transpose(-2, -1)) * _causal_weights(a, M)  # (B, NH, K, L, L)
+    num = scores @ v + w_in * (q @ C_in.transpose(-2, -1))
+    den = scores.sum(dim=-1) + w_in[..., 0] * (q * n_in[..., None, :]).sum(dim=-1)
+    floor = torch.exp(-(g + M))
+    h = num / (torch.maximum(den.abs(), floor)[..., None] + eps)
+    h = h.reshape(B, NH, K * L, DH)[:, :, :S]
+    if return_state:
+        return h, (C, n, m)
+    return h
+
+
+def mlstm_step(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    igate: torch.Tensor,
+    fgate: torch.Tensor,
+    state: MLSTMState | None = None,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, MLSTMState]:
+    """One recurrent step: q, k, v (B, NH, DH), gates (B, NH) -> h (B, NH, DH), new state."""
+    B, NH, DH = q.shape
+    if state is None:
+        C = q.new_zeros(B, NH, DH, DH)
+        n = q.new_zeros(B, NH, DH)
+        m = q.new_full((B, NH), float("-inf"))
+    else:
+        C, n, m = state
+    k = k * (1.0 / math.sqrt(DH))
+    log_f = F.logsigmoid(fgate)
+    m_new = torch.maximum(m + log_f, igate)  # (B, NH)
+    decay = torch.exp(m + log_f - m_new)[..., None]  # -inf - finite -> 0 at the first step
+    gain = torch.exp(igate - m_new)[..., None]
+    C = decay[..., None] * C + gain[..., None] * (v[..., :, None] * k[..., None, :])
+    n = decay * n + gain * k
+    num = (C @ q[..., None]).squeeze(-1)  # (B, NH, DH)
+    den = torch.maximum((n * q).sum(-1).abs(), torch.exp(-m_new))[..., None]
+    return num / (den + eps), (C, n, m_new)
 
 
 def mlstm_recurrent(
@@ -60,44 +197,53 @@ def mlstm_recurrent(
     igate: torch.Tensor,
     fgate: torch.Tensor,
     eps: float = 1e-6,
-    state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    state: MLSTMState | None = None,
     return_state: bool = False,
 ):
-    """Step-by-step stabilised recurrence; equal to :func:`mlstm_parallel` (same stabiliser).
-
-    The stabiliser m_t = max(m_{t-1} + log sigmoid(f_t), i_t) is exactly the row maximum that the
-    parallel form takes, so both forms agree to rounding for any ``eps``.
+    """Step-by-step recurrence (:func:`mlstm_step` over S); the reference for the other forms.
 
     Args:
         q, k, v: (B, NH, S, DH).
         igate, fgate: (B, NH, S).
-        state: optional carried (C (B, NH, DH, DH), n (B, NH, DH), m (B, NH)).
+        state: optional carried state.
         return_state: also return the final state.
 
     Returns:
         h (B, NH, S, DH), and the state when ``return_state``.
     """
-    B, NH, S, DH = q.shape
-    k = k * (1.0 / math.sqrt(DH))
-    log_f = F.logsigmoid(fgate)
-    if state is None:
-        C = q.new_zeros(B, NH, DH, DH)
-        n = q.new_zeros(B, NH, DH)
-        m = q.new_full((B, NH), float("-inf"))
-    else:
-        C, n, m = state
     outs = []
-    for t in range(S):
-        m_new = torch.maximum(m + log_f[..., t], igate[..., t])  # (B, NH)
-        decay = torch.exp(m + log_f[..., t] - m_new)[..., None]  # -inf - finite -> 0 at t = 0
-        gain = torch.exp(igate[..., t] - m_new)[..., None]
-        C = decay[..., None] * C + gain[..., None] * (v[..., t, :, None] * k[..., t, None, :])
-        n = decay * n + gain * k[..., t, :]
-        num = (C @ q[..., t, :, None]).squeeze(-1)  # (B, NH, DH)
-        den = torch.maximum((n * q[..., t, :]).sum(-1).abs(), torch.exp(-m_new))[..., None]
-        outs.append(num / (den + eps))
-        m = m_new
+    for t in range(q.shape[2]):
+        h, state = mlstm_step(
+            q[:, :, t], k[:, :, t], v[:, :, t], igate[..., t], fgate[..., t], state, eps
+        )
+        outs.append(h)
     h = torch.stack(outs, dim=2)
     if return_state:
-        return h, (C, n, m)
+        return h, state
     return h
+
+
+# Above this many tokens the chunkwise form is used by "auto" (measured on CPU, see docs/speed.md).
+AUTO_PARALLEL_MAX_TOKENS = 128
+
+
+def mlstm(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    igate: torch.Tensor,
+    fgate: torch.Tensor,
+    backend: str = "auto",
+    chunk_size: int = 64,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """mLSTM with a chosen form; "auto" picks the fastest for the sequence length."""
+    if backend == "auto":
+        backend = "parallel" if q.shape[2] <= AUTO_PARALLEL_MAX_TOKENS else "chunkwise"
+    if backend == "parallel":
+        return mlstm_parallel(q, k, v, igate, fgate, eps)
+    if backend == "chunkwise":
+        return mlstm_chunkwise(q, k, v, igate, fgate, eps, chunk_size)
+    if backend == "recurrent":
+        return mlstm_recurrent(q, k, v, igate, fgate, eps)
+    raise ValueError(f"unknown mLSTM backend {backend!r}; choose one of {BACKENDS}")

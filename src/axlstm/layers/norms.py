@@ -58,6 +58,7 @@ class MultiHeadNorm(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         B, NH, S, DH = h.shape
-        x = h.transpose(1, 2).reshape(B * S, NH * DH)  # (B*S, D), heads contiguous
-        x = F.group_norm(x, NH, 1.0 + self.weight, None, self.eps)
-        return x.view(B, S, NH * DH)
+        # a group norm with one group per head == a layer norm over each head's DH channels
+        x = F.layer_norm(h, (DH,), eps=self.eps)
+        x = x * (1.0 + self.weight).view(NH, 1, DH)
+        return x.transpose(1, 2).reshape(B, S, NH * DH)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from axlstm.layers.mlstm import mlstm_parallel
+from axlstm.layers.mlstm import mlstm
 from axlstm.layers.norms import MultiHeadNorm, OffsetLayerNorm
 
 
@@ -30,12 +30,14 @@ class HeadwiseLinear(nn.Module):
         self.block_size = block_size
         n = dim // block_size
         self.weight = nn.Parameter(torch.empty(n, block_size, block_size))
+        nn.init.normal_(self.weight, std=math.sqrt(2.0 / (5.0 * block_size)))  # ViL's default
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         xb = x.reshape(-1, self.dim // self.block_size, self.block_size)  # (N, nb, bs)
-        y = torch.einsum("nbi,boi->nbo", xb, self.weight)
-        return y.reshape(shape)
+        # one batched matmul over the blocks: (nb, N, bs) @ (nb, bs_in, bs_out)
+        y = torch.bmm(xb.transpose(0, 1), self.weight.transpose(1, 2))  # (nb, N, bs)
+        return y.transpose(0, 1).reshape(shape)
 
 
 class CausalConv1d(nn.Module):
@@ -52,12 +54,23 @@ class CausalConv1d(nn.Module):
 
 
 class MLSTMCell(nn.Module):
-    """Gates, the mLSTM recurrence (parallel form) and the per-head output norm."""
+    """Gates, the mLSTM recurrence and the per-head output norm.
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    Args:
+        dim: inner width D.
+        num_heads: mLSTM heads NH.
+        backend: "auto" (fastest form for the length), "parallel", "chunkwise" or "recurrent".
+        chunk_size: chunk length of the chunkwise form.
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, backend: str = "auto", chunk_size: int = 64
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.num_heads = num_heads
+        self.backend = backend
+        self.chunk_size = chunk_size
         self.igate = nn.Linear(3 * dim, num_heads)
         self.fgate = nn.Linear(3 * dim, num_heads)
         self.outnorm = MultiHeadNorm(dim, num_heads, eps=1e-5)
@@ -75,12 +88,32 @@ class MLSTMCell(nn.Module):
         return x.view(B, S, self.num_heads, -1).transpose(1, 2)  # (B, NH, S, DH)
 
     def gates(self, q, k, v) -> tuple[torch.Tensor, torch.Tensor]:
-        qkv = torch.cat([q, k, v], dim=-1)  # (B, S, 3D)
-        return self.igate(qkv).transpose(1, 2), self.fgate(qkv).transpose(1, 2)  # (B, NH, S)
+        """Input and forget gate preactivations (B, NH, S) from the concatenation [q, k, v].
+
+        Both gates are computed together and the concatenation is never built: its product
+        with the stacked weight is the sum of three products with the weight's column blocks.
+        """
+        D, NH = self.dim, self.num_heads
+        w = torch.cat([self.igate.weight, self.fgate.weight], dim=0)  # (2 NH, 3 D)
+        b = torch.cat([self.igate.bias, self.fgate.bias], dim=0)
+        y = torch.addmm(b, q.reshape(-1, D), w[:, :D].t())
+        y = y.addmm_(k.reshape(-1, D), w[:, D : 2 * D].t()).addmm_(
+            v.reshape(-1, D), w[:, 2 * D :].t()
+        )
+        y = y.view(*q.shape[:-1], 2 * NH).transpose(-2, -1)  # (B, 2 NH, S)
+        return y[:, :NH], y[:, NH:]
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         igate, fgate = self.gates(q, k, v)
-        h = mlstm_parallel(self.heads(q), self.heads(k), self.heads(v), igate, fgate)
+        h = mlstm(
+            self.heads(q),
+            self.heads(k),
+            self.heads(v),
+            igate,
+            fgate,
+            backend=self.backend,
+            chunk_size=self.chunk_size,
+        )
         return self.outnorm(h)  # (B, S, D)
 
 
@@ -93,6 +126,7 @@ class ViLLayer(nn.Module):
         num_heads: mLSTM heads (ViL always uses 4).
         qkv_block_size: block size of the head-wise q/k/v projections.
         conv_kernel_size: causal depthwise conv kernel.
+        backend, chunk_size: how the mLSTM recurrence is computed (see :class:`MLSTMCell`).
     """
 
     def __init__(
@@ -102,6 +136,8 @@ class ViLLayer(nn.Module):
         num_heads: int = 4,
         qkv_block_size: int = 4,
         conv_kernel_size: int = 4,
+        backend: str = "auto",
+        chunk_size: int = 64,
     ) -> None:
         super().__init__()
         inner = expansion * dim
@@ -112,9 +148,10 @@ class ViLLayer(nn.Module):
         self.k_proj = HeadwiseLinear(inner, qkv_block_size)
         self.v_proj = HeadwiseLinear(inner, qkv_block_size)
         self.conv1d = CausalConv1d(inner, conv_kernel_size)
-        self.mlstm_cell = MLSTMCell(inner, num_heads)
+        self.mlstm_cell = MLSTMCell(inner, num_heads, backend, chunk_size)
         self.learnable_skip = nn.Parameter(torch.ones(inner))
         self.proj_down = nn.Linear(inner, dim, bias=False)
+        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         # "small init" sigma = sqrt(2 / (5 d)) on the up- and q/k/v projections, "Wang init"
@@ -128,12 +165,82 @@ class ViLLayer(nn.Module):
         self.mlstm_cell.reset_parameters()
         nn.init.ones_(self.learnable_skip)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer written step by step as SPEC §3.2 states it (for tests and reading)."""
         x_m, z = self.proj_up(x).chunk(2, dim=-1)  # (B, S, D) each
         c = F.silu(self.conv1d(x_m))
         q, k = self.q_proj(c), self.k_proj(c)
         v = self.v_proj(x_m)  # v comes from the pre-conv branch
         h = self.mlstm_cell(q, k, v)
+        h = (h + self.learnable_skip * c) * F.silu(z)
+        return self.proj_down(h)
+
+    def _head_maps(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Dense per-head forms of the q/k/v maps and the gate weights folded through them.
+
+        Returns:
+            R_qk (NH, DH, 2 DH): right-multipliers giving [q | k] from c, one head at a time.
+            R_v (NH, DH, DH): the same for v from x_m.
+            W_c, W_x (2 NH, D): [input; forget] gate weights acting on c and on x_m directly,
+                since gate = W_q q + W_k k + W_v v = (W_q BD_q + W_k BD_k) c + (W_v BD_v) x_m.
+        """
+        cell = self.mlstm_cell
+        NH, D = cell.num_heads, self.inner_dim
+        DH, bs = D // NH, self.q_proj.block_size
+        nb = DH // bs  # blocks per head
+        eye = torch.eye(nb, dtype=self.q_proj.weight.dtype, device=self.q_proj.weight.device)
+
+        def dense(w: torch.Tensor) -> torch.Tensor:  # (NH * nb, out, in) -> (NH, DH_in, DH_out)
+            w = w.view(NH, nb, bs, bs).transpose(-2, -1)  # (NH, nb, in, out)
+            full = w[:, :, :, None, :] * eye[None, :, None, :, None]  # (NH, nb, in, nb, out)
+            return full.reshape(NH, DH, DH)
+
+        R_qk = torch.cat([dense(self.q_proj.weight), dense(self.k_proj.weight)], dim=-1)
+        R_v = dense(self.v_proj.weight)
+        w_gate = torch.cat([cell.igate.weight, cell.fgate.weight], dim=0)  # (2 NH, 3 D)
+
+        def fold(w: torch.Tensor, proj: HeadwiseLinear) -> torch.Tensor:
+            w = w.reshape(2 * NH, D // bs, bs)  # (gates, blocks, out)
+            return torch.einsum("gbo,boi->gbi", w, proj.weight).reshape(2 * NH, D)
+
+        W_c = fold(w_gate[:, :D], self.q_proj) + fold(w_gate[:, D : 2 * D], self.k_proj)
+        W_x = fold(w_gate[:, 2 * D :], self.v_proj)
+        return R_qk, R_v, W_c, W_x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Same result as :meth:`forward_reference`, organised for speed.
+
+        The head-wise q/k/v maps run as one batched matmul per branch with heads as the batch,
+        the mLSTM works head-major (NH, B, S, DH) so no per-tensor transposes are needed, and
+        the gates are computed from c and x_m with folded weights instead of from [q, k, v].
+        """
+        B, S, _ = x.shape
+        cell = self.mlstm_cell
+        NH, D = cell.num_heads, self.inner_dim
+        DH = D // NH
+        x_m, z = self.proj_up(x).chunk(2, dim=-1)  # (B, S, D) views
+        c = F.silu(self.conv1d(x_m))  # (B, S, D)
+        R_qk, R_v, W_c, W_x = self._head_maps()
+        c2, x2 = c.reshape(B * S, D), x_m.reshape(B * S, D)
+        qk = torch.bmm(c2.view(B * S, NH, DH).transpose(0, 1), R_qk)  # (NH, BS, 2 DH)
+        v = torch.bmm(x2.view(B * S, NH, DH).transpose(0, 1), R_v)  # (NH, BS, DH)
+        q = qk[..., :DH].view(NH, B, S, DH)
+        k = qk[..., DH:].view(NH, B, S, DH)
+        bias = torch.cat([cell.igate.bias, cell.fgate.bias])
+        gates = torch.addmm(bias, c2, W_c.t()).addmm_(x2, W_x.t())  # (BS, 2 NH)
+        gates = gates.t().view(2 * NH, B, S)
+        h = mlstm(
+            q,
+            k,
+            v.view(NH, B, S, DH),
+            gates[:NH],
+            gates[NH:],
+            backend=cell.backend,
+            chunk_size=cell.chunk_size,
+        )  # (NH, B, S, DH)
+        h = F.layer_norm(h, (DH,), eps=cell.outnorm.eps)  # per-head norm
+        h = h * (1.0 + cell.outnorm.weight).view(NH, 1, 1, DH)
+        h = h.permute(1, 2, 0, 3).reshape(B, S, D)
         h = (h + self.learnable_skip * c) * F.silu(z)
         return self.proj_down(h)
 

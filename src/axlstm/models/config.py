@@ -25,6 +25,9 @@ class ModelConfig:
         mlstm_heads: mLSTM heads (axlstm; the official code always uses 4).
         qkv_block_size: block size of the head-wise q/k/v projections (axlstm).
         conv_kernel_size: causal conv kernel (axlstm).
+        mlstm_backend: how the mLSTM is computed: "auto" (fastest form for the length),
+            "parallel" (quadratic, as the official code), "chunkwise" (linear) or "recurrent".
+        mlstm_chunk_size: chunk length of the chunkwise form.
         num_heads: attention heads (ssast).
         mlp_ratio: MLP hidden width factor (ssast).
         attn_impl: "sdpa" (fused) or "eager" attention (ssast).
@@ -49,6 +52,8 @@ class ModelConfig:
     mlstm_heads: int = 4
     qkv_block_size: int = 4
     conv_kernel_size: int = 4
+    mlstm_backend: str = "auto"
+    mlstm_chunk_size: int = 64
     num_heads: int = 3
     mlp_ratio: float = 4.0
     attn_impl: str = "sdpa"

@@ -49,6 +49,8 @@ def build_blocks(cfg: ModelConfig) -> nn.ModuleList:
                 num_heads=cfg.mlstm_heads,
                 qkv_block_size=cfg.qkv_block_size,
                 conv_kernel_size=cfg.conv_kernel_size,
+                backend=cfg.mlstm_backend,
+                chunk_size=cfg.mlstm_chunk_size,
             )
             for i in range(cfg.depth)
         )
