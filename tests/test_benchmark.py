@@ -1,0 +1,43 @@
+"""``axlstm benchmark``: the JSON contract, reports and the isolated measurement."""
+
+from __future__ import annotations
+
+import json
+
+from axlstm.benchmark import measure_isolated
+from axlstm.cli.main import main
+
+
+def test_benchmark_cli_writes_contract_json_and_reports(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(
+        [
+            "benchmark", "--models", "test_axlstm", "test_ssast", "--seconds", "0.5", "1",
+            "--mode", "inference", "train", "--reps", "1", "--warmup", "0", "--threads", "1",
+            "--no-isolate", "--json", str(out), "--markdown", str(tmp_path / "b.md"),
+            "--csv", str(tmp_path / "b.csv"), "--plot", str(tmp_path / "b.png"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert len(results) == 2 * 2 * 2
+    for r in results:
+        assert {"model", "seconds", "mode", "batch", "time_s", "peak_mem_bytes"} <= set(r)
+        assert r["time_s"] > 0 and r["peak_mem_bytes"] > 0 and r["batch"] == 1
+    assert {(r["model"], r["mode"], r["seconds"]) for r in results} == {
+        (m, mode, s)
+        for m in ("test_axlstm", "test_ssast")
+        for mode in ("inference", "train")
+        for s in (0.5, 1.0)
+    }
+    assert "| test_axlstm | train | 1 |" in (tmp_path / "b.md").read_text()
+    assert (tmp_path / "b.csv").read_text().startswith("model,")
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    assert "test_ssast" in capsys.readouterr().out
+
+
+def test_isolated_measurement_reports_its_own_peak():
+    r = measure_isolated(model="test_axlstm", seconds=1.0, mode="inference", reps=1, warmup=0)
+    assert r["frames"] == 100 and r["tokens"] == 1 + 25 * 5
+    assert r["peak_mem_bytes"] >= r["baseline_mem_bytes"] > 0
+    assert r["mem_kind"] == "process_peak_rss"
