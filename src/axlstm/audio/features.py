@@ -121,7 +121,11 @@ class FrontEndConfig:
         n_mels: Number of mel bands.
         f_min: Lowest mel corner frequency in Hz.
         f_max: Highest mel corner frequency in Hz.
-        normalize: Whether to standardise each clip to zero mean and unit (unbiased) std.
+        normalize: Whether to standardise the log-mel. By default each clip with its own mean
+            and unbiased std (what AxLSTM does); with ``norm_mean`` and ``norm_std`` set, every
+            clip with those fixed statistics instead, which is causal and so can stream.
+        norm_mean: Fixed mean for the standardisation (``None``: per clip).
+        norm_std: Fixed standard deviation for the standardisation (``None``: per clip).
     """
 
     sample_rate: int = 16000
@@ -132,8 +136,14 @@ class FrontEndConfig:
     f_min: float = 50.0
     f_max: float = 8000.0
     normalize: bool = True
+    norm_mean: float | None = None
+    norm_std: float | None = None
 
     def __post_init__(self) -> None:
+        if (self.norm_mean is None) != (self.norm_std is None):
+            raise ValueError("set both norm_mean and norm_std for fixed statistics, or neither")
+        if self.norm_std is not None and self.norm_std <= 0:
+            raise ValueError(f"norm_std must be positive, got {self.norm_std}")
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0:
@@ -247,13 +257,24 @@ class LogMelFrontEnd(nn.Module):
         window = self.window.to(device=wave.device, dtype=dtype)
         fbank = self.filterbank.to(device=wave.device, dtype=dtype)
 
+        logmel = self.frames_log_mel(wave, window, fbank, center=True)  # (B, T, M)
+        if cfg.normalize if normalize is None else normalize:
+            logmel = self.standardise(logmel)
+        return logmel.unsqueeze(1)  # (B, 1, T, M)
+
+    def frames_log_mel(
+        self, wave: torch.Tensor, window: torch.Tensor, fbank: torch.Tensor, center: bool
+    ) -> torch.Tensor:
+        """Unnormalised log-mel (B, T, M) of (B, N) audio; ``center=False`` frames the samples
+        as given (the streaming front end supplies the reflect padding itself)."""
+        cfg = self.config
         spec = torch.stft(
             wave,
             n_fft=cfg.n_fft,
             hop_length=cfg.hop_length,
             win_length=cfg.win_length,
             window=window,
-            center=True,
+            center=center,
             pad_mode="reflect",
             normalized=False,
             onesided=True,
@@ -261,14 +282,17 @@ class LogMelFrontEnd(nn.Module):
         )  # (B, F, T) complex
         power = spec.real.square() + spec.imag.square()  # (B, F, T)
         mel = torch.matmul(power.transpose(-1, -2), fbank)  # (B, T, M)
-        logmel = torch.log(mel + LOG_EPS)  # (B, T, M)
+        return torch.log(mel + LOG_EPS)  # (B, T, M)
 
-        if cfg.normalize if normalize is None else normalize:
-            flat = logmel.flatten(1)  # (B, T * M)
-            mean = flat.mean(dim=1).view(-1, 1, 1)  # (B, 1, 1)
-            std = flat.std(dim=1, unbiased=True).view(-1, 1, 1)  # (B, 1, 1)
-            logmel = (logmel - mean) / (std + STD_EPS)  # (B, T, M)
-        return logmel.unsqueeze(1)  # (B, 1, T, M)
+    def standardise(self, logmel: torch.Tensor) -> torch.Tensor:
+        """(B, T, M) log-mel standardised per clip, or with the configured fixed statistics."""
+        cfg = self.config
+        if cfg.norm_mean is not None:
+            return (logmel - cfg.norm_mean) / (cfg.norm_std + STD_EPS)
+        flat = logmel.flatten(1)  # (B, T * M)
+        mean = flat.mean(dim=1).view(-1, 1, 1)  # (B, 1, 1)
+        std = flat.std(dim=1, unbiased=True).view(-1, 1, 1)  # (B, 1, 1)
+        return (logmel - mean) / (std + STD_EPS)  # (B, T, M)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items())

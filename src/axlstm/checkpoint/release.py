@@ -42,7 +42,6 @@ def save_release(
 ) -> Path:
     """Write ``model`` as a release folder and return its path."""
     from axlstm import __version__
-    from axlstm.audio import FrontEndConfig
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -51,7 +50,7 @@ def save_release(
         "format_version": RELEASE_VERSION,
         "axlstm_version": __version__,
         "model": model.config.to_dict(),
-        "front_end": FrontEndConfig().to_dict(),
+        "front_end": model.front_end_config.to_dict(),
         "provenance": provenance or {},
     }
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from axlstm.layers.mlstm import mlstm
+from axlstm.layers.mlstm import mlstm, mlstm_chunkwise
 from axlstm.layers.norms import MultiHeadNorm, OffsetLayerNorm
 
 
@@ -51,6 +51,20 @@ class CausalConv1d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x.transpose(1, 2))  # (B, D, S + k - 1)
         return y[..., : x.shape[1]].transpose(1, 2)  # (B, S, D)
+
+    def forward_cached(
+        self, x: torch.Tensor, cache: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Continue a sequence: ``cache`` (B, k-1, D) holds the previous inputs (zeros at the
+        start, which is what the zero padding of :meth:`forward` amounts to)."""
+        B, S, D = x.shape
+        k = self.kernel_size
+        if cache is None:
+            cache = x.new_zeros(B, k - 1, D)
+        xx = torch.cat([cache, x], dim=1)  # (B, k - 1 + S, D)
+        conv = self.conv
+        y = F.conv1d(xx.transpose(1, 2), conv.weight, conv.bias, groups=conv.groups)  # (B, D, S)
+        return y.transpose(1, 2), xx[:, xx.shape[1] - (k - 1) :]
 
 
 class MLSTMCell(nn.Module):
@@ -207,19 +221,31 @@ class ViLLayer(nn.Module):
         W_x = fold(w_gate[:, 2 * D :], self.v_proj)
         return R_qk, R_v, W_c, W_x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state=None, return_state: bool = False):
         """Same result as :meth:`forward_reference`, organised for speed.
 
         The head-wise q/k/v maps run as one batched matmul per branch with heads as the batch,
         the mLSTM works head-major (NH, B, S, DH) so no per-tensor transposes are needed, and
         the gates are computed from c and x_m with folded weights instead of from [q, k, v].
+
+        Args:
+            x: (B, S, d).
+            state: carried (conv inputs, mLSTM state) from an earlier segment of the same
+                sequence, to continue it (streaming); ``None`` starts a new sequence.
+            return_state: also return the state after the last token.
         """
         B, S, _ = x.shape
         cell = self.mlstm_cell
         NH, D = cell.num_heads, self.inner_dim
         DH = D // NH
         x_m, z = self.proj_up(x).chunk(2, dim=-1)  # (B, S, D) views
-        c = F.silu(self.conv1d(x_m))  # (B, S, D)
+        stateful = state is not None or return_state
+        conv_cache, mlstm_state = state if state is not None else (None, None)
+        if stateful:
+            c, conv_cache = self.conv1d.forward_cached(x_m, conv_cache)
+            c = F.silu(c)
+        else:
+            c = F.silu(self.conv1d(x_m))  # (B, S, D)
         R_qk, R_v, W_c, W_x = self._head_maps()
         c2, x2 = c.reshape(B * S, D), x_m.reshape(B * S, D)
         qk = torch.bmm(c2.view(B * S, NH, DH).transpose(0, 1), R_qk)  # (NH, BS, 2 DH)
@@ -229,20 +255,22 @@ class ViLLayer(nn.Module):
         bias = torch.cat([cell.igate.bias, cell.fgate.bias])
         gates = torch.addmm(bias, c2, W_c.t()).addmm_(x2, W_x.t())  # (BS, 2 NH)
         gates = gates.t().view(2 * NH, B, S)
-        h = mlstm(
-            q,
-            k,
-            v.view(NH, B, S, DH),
-            gates[:NH],
-            gates[NH:],
-            backend=cell.backend,
-            chunk_size=cell.chunk_size,
-        )  # (NH, B, S, DH)
+        if stateful:  # the chunkwise form carries state exactly
+            h, mlstm_state = mlstm_chunkwise(
+                q, k, v.view(NH, B, S, DH), gates[:NH], gates[NH:],
+                chunk_size=cell.chunk_size, state=mlstm_state, return_state=True,
+            )  # fmt: skip
+        else:
+            h = mlstm(
+                q, k, v.view(NH, B, S, DH), gates[:NH], gates[NH:],
+                backend=cell.backend, chunk_size=cell.chunk_size,
+            )  # fmt: skip  # (NH, B, S, DH)
         h = F.layer_norm(h, (DH,), eps=cell.outnorm.eps)  # per-head norm
         h = h * (1.0 + cell.outnorm.weight).view(NH, 1, 1, DH)
         h = h.permute(1, 2, 0, 3).reshape(B, S, D)
         h = (h + self.learnable_skip * c) * F.silu(z)
-        return self.proj_down(h)
+        out = self.proj_down(h)
+        return (out, (conv_cache, mlstm_state)) if return_state else out
 
 
 class ViLBlock(nn.Module):
@@ -258,8 +286,15 @@ class ViLBlock(nn.Module):
         self.norm.reset_parameters()
         self.layer.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state=None, return_state: bool = False):
+        """(B, S, d) -> (B, S, d); with ``state``/``return_state`` it continues a sequence
+        (forward-running blocks only: a reversed block needs the whole sequence)."""
         h = self.norm(x)
+        if state is not None or return_state:
+            if self.reverse:
+                raise ValueError("a right-to-left block cannot continue a sequence (stream)")
+            out, state = self.layer(h, state, return_state=True)
+            return (x + out, state) if return_state else x + out
         if self.reverse:
             return x + self.layer(h.flip(1)).flip(1)
         return x + self.layer(h)

@@ -8,6 +8,7 @@ from typing import Any
 
 FAMILIES = ("axlstm", "ssast")
 FRAME_LAYOUTS = ("time", "official")
+ALTERNATIONS = ("bidirectional", "unidirectional")
 
 
 @dataclass
@@ -28,6 +29,8 @@ class ModelConfig:
         mlstm_backend: how the mLSTM is computed: "auto" (fastest form for the length),
             "parallel" (quadratic, as the official code), "chunkwise" (linear) or "recurrent".
         mlstm_chunk_size: chunk length of the chunkwise form.
+        alternation: "bidirectional" (odd blocks run right-to-left, as AxLSTM) or
+            "unidirectional" (every block runs forward in time: causal, so it can stream).
         num_heads: attention heads (ssast).
         mlp_ratio: MLP hidden width factor (ssast).
         attn_impl: "sdpa" (fused) or "eager" attention (ssast).
@@ -39,6 +42,8 @@ class ModelConfig:
             before masking so every mask token is identical (SPEC §4, §9.2).
         frame_layout: "time" returns frames in true time order; "official" reproduces the
             official 'b (f t) d -> b t (f d)' rearrange (SPEC §6.1) for bit-exact comparisons.
+        front_end: log-mel front-end settings that differ from the AxLSTM defaults (fields of
+            :class:`axlstm.audio.FrontEndConfig`), e.g. fixed normalisation statistics.
         name: preset this config came from, for provenance.
     """
 
@@ -54,6 +59,7 @@ class ModelConfig:
     conv_kernel_size: int = 4
     mlstm_backend: str = "auto"
     mlstm_chunk_size: int = 64
+    alternation: str = "bidirectional"
     num_heads: int = 3
     mlp_ratio: float = 4.0
     attn_impl: str = "sdpa"
@@ -62,6 +68,7 @@ class ModelConfig:
     loss_scope: str = "all"
     mask_token_pos: bool = True
     frame_layout: str = "time"
+    front_end: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -77,6 +84,10 @@ class ModelConfig:
         for s, p in zip(self.img_size, self.patch_size, strict=True):
             if s % p:
                 raise ValueError(f"img_size {self.img_size} is not a multiple of {self.patch_size}")
+        if self.alternation not in ALTERNATIONS:
+            raise ValueError(
+                f"unknown alternation {self.alternation!r}; choose one of {ALTERNATIONS}"
+            )
         if self.embed_dim % 4:
             raise ValueError(f"embed_dim must be divisible by 4, got {self.embed_dim}")
 

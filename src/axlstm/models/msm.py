@@ -44,7 +44,8 @@ def build_blocks(cfg: ModelConfig) -> nn.ModuleList:
         return nn.ModuleList(
             ViLBlock(
                 cfg.embed_dim,
-                reverse=bool(i % 2),  # odd blocks run right-to-left ("bidirectional")
+                # odd blocks run right-to-left when "bidirectional"
+                reverse=bool(i % 2) and cfg.alternation == "bidirectional",
                 expansion=cfg.expansion,
                 num_heads=cfg.mlstm_heads,
                 qkv_block_size=cfg.qkv_block_size,
@@ -96,6 +97,13 @@ class MaskedSpecModel(nn.Module):
     @property
     def frame_dim(self) -> int:
         return self.config.frame_dim
+
+    @property
+    def front_end_config(self):
+        """The :class:`axlstm.audio.FrontEndConfig` this model expects its log-mel from."""
+        from axlstm.audio import FrontEndConfig
+
+        return FrontEndConfig.from_dict(dict(self.config.front_end))
 
     def num_parameters(self, part: str = "encoder") -> int:
         """Parameter count: "encoder" (trainable, without pred head and mask token),
@@ -256,7 +264,7 @@ class MaskedSpecModel(nn.Module):
         return MSMOutput(loss, pred, target, mask, ids_restore)
 
     def embed(self, wave, sample_rate: int = 16000, **options):
-        """Scene and frame embeddings of raw audio at any rate; see :func:`axlstm.embedding.embed`."""
+        """Scene and frame embeddings of raw audio at any rate (:func:`axlstm.embedding.embed`)."""
         from axlstm.embedding import embed
 
         return embed(self, wave, sample_rate, **options)
