@@ -138,10 +138,12 @@ def mlstm_chunkwise(
         Cs.append(C)
         ns.append(n)
         ms.append(m)
+        if j == K - 1 and not return_state:
+            break  # the state after the last chunk is not needed
         M = torch.maximum(m, mu[..., j])
         old, new = torch.exp(m - M), torch.exp(mu[..., j] - M)
-        C = old[..., None, None] * C + new[..., None, None] * C_loc[:, :, j]
-        n = old[..., None] * n + new[..., None] * n_loc[:, :, j]
+        C = torch.addcmul(new[..., None, None] * C_loc[:, :, j], old[..., None, None], C)
+        n = torch.addcmul(new[..., None] * n_loc[:, :, j], old[..., None], n)
         m = G[..., j] + M
     C_in = torch.stack(Cs, dim=2)  # (B, NH, K, DH, DH)
     n_in = torch.stack(ns, dim=2)  # (B, NH, K, DH)
