@@ -30,6 +30,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 MODES = ("inference", "train")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 FRAMES_PER_SECOND = 100  # 10 ms hop of the log-mel front end
 
 
@@ -47,6 +48,7 @@ def measure(
     warmup: int = 1,
     threads: int | None = None,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Time one configuration in this process.
 
@@ -60,11 +62,17 @@ def measure(
         warmup: untimed passes first.
         threads: torch intra-op threads on CPU (torch's default when None).
         seed: RNG seed for the weights' init and the input.
+        precision: "fp32", or "bf16"/"fp16" autocast (CUDA only: on CPU bf16 matmuls are
+            about 200x slower than fp32 on AVX2 machines, so they are refused).
     """
     from axlstm.embedding import resolve_model
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {tuple(PRECISIONS)}")
+    if precision != "fp32" and not str(device).startswith("cuda"):
+        raise ValueError(f"precision {precision!r} is only measured on CUDA devices")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -76,7 +84,13 @@ def measure(
     cuda = dev.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
+    autocast_dtype = PRECISIONS[precision]
+
     def step() -> None:
+        with torch.autocast("cuda", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            run_step()
+
+    def run_step() -> None:
         if mode == "inference":
             net.eval()
             with torch.inference_mode():
@@ -105,6 +119,7 @@ def measure(
         "mode": mode,
         "batch": batch,
         "device": str(dev),
+        "precision": precision,
         "time_s": statistics.median(times),
         "times_s": times,
         "peak_mem_bytes": int(peak),
@@ -143,6 +158,7 @@ def run(
     reps: int = 3,
     warmup: int = 1,
     threads: int | None = None,
+    precision: str = "fp32",
     isolate: bool | None = None,
     on_result=None,
 ) -> list[dict[str, Any]]:
@@ -154,7 +170,7 @@ def run(
             for sec in seconds:
                 kwargs = dict(
                     model=str(model), seconds=float(sec), mode=mode, batch=batch, device=device,
-                    reps=reps, warmup=warmup, threads=threads,
+                    reps=reps, warmup=warmup, threads=threads, precision=precision,
                 )  # fmt: skip
                 logger.info("benchmark %s", kwargs)
                 result = measure_isolated(**kwargs) if isolate else measure(**kwargs)

@@ -32,6 +32,10 @@ def add_parser(sub) -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed passes before timing")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+        help="fp32, or bf16/fp16 autocast (CUDA only)",
+    )  # fmt: skip
+    p.add_argument(
         "--no-isolate", action="store_true",
         help="run every configuration in this process (CPU peak memory then accumulates)",
     )  # fmt: skip
@@ -52,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
 
     results = run(
         args.models, args.seconds, args.mode, batch=args.batch, device=args.device,
-        reps=args.reps, warmup=args.warmup, threads=args.threads,
+        reps=args.reps, warmup=args.warmup, threads=args.threads, precision=args.precision,
         isolate=False if args.no_isolate else None, on_result=show,
     )  # fmt: skip
     write_reports(results, args.json, args.markdown, args.csv, args.plot)
