@@ -1,0 +1,292 @@
+"""``axlstm embed``: embeddings of audio files, folders and manifests into .npz, .npy or Parquet.
+
+Output layout (see docs/embeddings.md):
+
+* ``.npz``: ``files`` (n,), ``scene`` (n, D) — (n, K, D) with several layers —, ``duration``
+  (n,) seconds, ``layers`` (K,), ``failed_files`` (m,), ``failed_reasons`` (m,), ``settings``
+  (a JSON string); with ``--frames`` also ``frames`` (sum T_i, D), ``timestamps`` (sum T_i,) ms
+  and ``offsets`` (n + 1,): file i's frames are ``frames[offsets[i]:offsets[i + 1]]``.
+* ``.npy``: ``OUT.npy`` holds ``scene``; with ``--frames`` ``OUT.frames.npy``,
+  ``OUT.timestamps.npy`` and ``OUT.offsets.npy`` hold the rest; the report names the rows.
+* ``.parquet``: one row per embedded file with columns ``file``, ``duration``, ``scene`` and
+  with ``--frames`` ``frames`` and ``timestamps``; settings and failures in the schema metadata
+  (key ``axlstm``).
+
+Every format also gets a report ``OUT.json`` (files, failures with reasons, settings). The
+exit code is 0 when at least one file was embedded, 1 when every file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from axlstm import __version__
+from axlstm.embedding import (
+    collect_inputs,
+    front_end_config,
+    iter_file_embeddings,
+    layer_labels,
+    parse_layers,
+    parse_window,
+    resolve_model,
+)
+
+logger = logging.getLogger(__name__)
+
+FORMATS = (".npz", ".npy", ".parquet")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "embed",
+        help="embed audio files into .npz / .npy / .parquet",
+        description=(
+            "Embed audio files (any format libsndfile reads, any sample rate and channel "
+            "count). INPUTs are files, folders (searched recursively) or manifests (.csv with "
+            "a 'path' column, .jsonl with a \"path\" key). Files that cannot be embedded are "
+            "skipped and listed with their reason in the output and its OUT.json report. Exit "
+            "code 0 when at least one file was embedded, 1 when all failed."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, folder or manifest")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="release folder (see `axlstm convert`) or preset name (random weights)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output file: .npz, .npy or .parquet")
+    p.add_argument("--frames", action="store_true", help="also store frame embeddings")
+    p.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="2 s windows (whole clips with --window none) per forward pass (default 16)",
+    )
+    p.add_argument(
+        "--layer",
+        default="last",
+        help="'last' (final output, default), a block index, 'all', or a list such as '3,last'",
+    )
+    p.add_argument(
+        "--window",
+        default="official",
+        help="'official' (2 s windows, default), 'none' (whole clip in one pass) or frames",
+    )
+    p.add_argument(
+        "--frame-layout",
+        choices=("time", "official"),
+        help="frame order (default: the model's; 'official' reproduces the official runtime)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "bf16"),
+        default="fp32",
+        help="autocast precision on CUDA (default fp32; ignored on CPU)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {name!r} ({err})") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
+    return device
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+    _atomic(path, write)
+
+
+def _stack(results, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    arrays = [getattr(r, key) for r in results]
+    if not arrays:
+        return np.zeros((0, *shape), dtype=np.float32)
+    return np.concatenate(arrays) if key != "scene" else np.stack(arrays)
+
+
+def write_outputs(out: Path, ok, failed, settings: dict[str, Any], frames: bool, dim) -> list[Path]:
+    """Write the embeddings and the report; return the paths written."""
+    files = np.array([r.path for r in ok], dtype=str)
+    scene = _stack(ok, "scene", dim).astype(np.float32)
+    duration = np.array([r.duration for r in ok], dtype=np.float64)
+    layers = np.array(settings["layers"], dtype=str)
+    failed_files = np.array([r.path for r in failed], dtype=str)
+    failed_reasons = np.array([r.error for r in failed], dtype=str)
+    arrays: dict[str, np.ndarray] = {}
+    if frames:
+        counts = [r.frames.shape[0] for r in ok]
+        arrays["frames"] = _stack(ok, "frames", dim).astype(np.float32)
+        arrays["timestamps"] = _stack(ok, "timestamps", ()).astype(np.float32)
+        arrays["offsets"] = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(
+            np.int64
+        )
+    written = []
+    suffix = out.suffix.lower()
+    if suffix == ".npz":
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(
+                    f,
+                    files=files,
+                    scene=scene,
+                    duration=duration,
+                    layers=layers,
+                    failed_files=failed_files,
+                    failed_reasons=failed_reasons,
+                    settings=np.array(json.dumps(settings)),
+                    **arrays,
+                )
+
+        _atomic(out, write)
+        written.append(out)
+    elif suffix == ".npy":
+        _save_npy(out, scene)
+        written.append(out)
+        for key, value in arrays.items():
+            extra = out.with_name(f"{out.stem}.{key}.npy")
+            _save_npy(extra, value)
+            written.append(extra)
+    elif suffix == ".parquet":
+        written.append(_write_parquet(out, ok, scene, duration, arrays, settings, failed))
+    report = {
+        "settings": settings,
+        "files": files.tolist(),
+        "duration": duration.tolist(),
+        "failed": [{"file": r.path, "reason": r.error} for r in failed],
+        "outputs": [str(p) for p in written],
+    }
+    if suffix == ".npy" and frames:
+        report["frames_layout"] = "file i: frames[offsets[i]:offsets[i + 1]]"
+    report_path = out.with_suffix(".json")
+    text = json.dumps(report, indent=2) + "\n"
+    _atomic(report_path, lambda tmp: Path(tmp).write_text(text))
+    return [*written, report_path]
+
+
+def _fixed_lists(values: np.ndarray, pa):
+    """(n, *shape) float array as n nested fixed-size lists."""
+    flat = pa.array(np.ascontiguousarray(values).reshape(-1))
+    for size in reversed(values.shape[1:]):
+        flat = pa.FixedSizeListArray.from_arrays(flat, size)
+    return flat
+
+
+def _write_parquet(out: Path, ok, scene, duration, arrays, settings, failed) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {
+        "file": pa.array([r.path for r in ok], type=pa.string()),
+        "duration": pa.array(duration, type=pa.float64()),
+        "scene": _fixed_lists(scene, pa),
+    }
+    if arrays:
+        offsets = pa.array(arrays["offsets"].astype(np.int32))
+        columns["frames"] = pa.ListArray.from_arrays(offsets, _fixed_lists(arrays["frames"], pa))
+        columns["timestamps"] = pa.ListArray.from_arrays(offsets, pa.array(arrays["timestamps"]))
+    meta = {"settings": settings, "failed": [{"file": r.path, "reason": r.error} for r in failed]}
+    table = pa.table(columns).replace_schema_metadata({"axlstm": json.dumps(meta)})
+    _atomic(out, lambda tmp: pq.write_table(table, tmp))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if out.suffix.lower() not in FORMATS:
+        raise ValueError(f"--out must end in {', '.join(FORMATS)}, got {out}")
+    if out.suffix.lower() == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ValueError(
+                "Parquet output needs pyarrow: pip install 'axlstm[parquet]'"
+            ) from None
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    device = _device(args.device)
+    model = resolve_model(args.model, device=device, frame_layout=args.frame_layout)
+    front_end = front_end_config(model)  # fails early for models with another input kind
+    parse_window(args.window, model.config.patch_size[0])
+    indices, single = parse_layers(args.layer, model.config.depth)
+    dim = (model.frame_dim,) if single else (len(indices), model.frame_dim)
+    paths = collect_inputs(args.inputs)
+    if not paths:
+        raise ValueError("no audio files found in the inputs")
+    settings = {
+        "model": str(args.model),
+        "model_config": model.config.to_dict(),
+        "window": args.window,
+        "frame_layout": model.config.frame_layout,
+        "layer": args.layer,
+        "layers": layer_labels(indices),
+        "precision": args.precision,
+        "sample_rate": front_end.sample_rate,
+        "device": str(device),
+        "axlstm_version": __version__,
+    }
+    logger.info("embedding %d files with %s on %s", len(paths), args.model, device)
+
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    ok, failed = [], []
+    results = iter_file_embeddings(
+        model,
+        paths,
+        batch_size=args.batch_size,
+        window=args.window,
+        layer=args.layer,
+        precision=args.precision,
+    )
+    bar = tqdm(total=len(paths), unit="file", disable=args.no_progress, file=sys.stderr)
+    with logging_redirect_tqdm(), bar:  # log lines do not tear the bar
+        for result in results:
+            if result.ok:
+                if not args.frames:  # keep only what is written
+                    result.frames = result.timestamps = None
+                ok.append(result)
+            else:
+                failed.append(result)
+                logger.warning("skipped %s: %s", result.path, result.error)
+            bar.update(1)
+    written = write_outputs(out, ok, failed, settings, args.frames, dim)
+    note = f", {len(failed)} failed (listed in {written[-1]})" if failed else ""
+    print(f"embedded {len(ok)} of {len(paths)} files -> {out}{note}")
+    return 0 if ok else 1

@@ -1,0 +1,204 @@
+"""Audio files in, embeddings out: input discovery (files, folders, manifests) and a robust
+per-file loop that reports bad files instead of stopping."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from axlstm.audio import AUDIO_EXTENSIONS, load_audio
+from axlstm.embedding.extract import check_clip, embed, front_end_config, parse_window
+
+__all__ = ["FileEmbedding", "collect_inputs", "iter_file_embeddings", "read_manifest"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_EXTENSIONS = (".csv", ".jsonl")
+
+
+@dataclass
+class FileEmbedding:
+    """The result for one file: embeddings, or the reason it failed.
+
+    Attributes:
+        path: the file as it was named.
+        scene: (D,) or (K, D) numpy float32; None on failure.
+        frames: (T, D) or (T, K, D) numpy float32; None on failure.
+        timestamps: (T,) numpy float32 frame times in ms; None on failure.
+        duration: seconds of audio; None on failure.
+        error: why the file failed; None on success.
+    """
+
+    path: str
+    scene: np.ndarray | None = None
+    frames: np.ndarray | None = None
+    timestamps: np.ndarray | None = None
+    duration: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[str]:
+    """Audio paths listed in a manifest, relative ones taken from the manifest's folder.
+
+    ``.csv``: a header row with a ``path`` column. ``.jsonl``: one JSON object per line with a
+    ``"path"`` key (blank lines are skipped).
+
+    Raises:
+        ValueError: unknown extension, no ``path`` column or key, or a malformed line.
+    """
+    path = Path(path)
+    base = path.parent
+    entries: list[str] = []
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise ValueError(f"{path}: a CSV manifest needs a 'path' column")
+            entries = [row["path"] for row in reader if (row.get("path") or "").strip()]
+    elif path.suffix.lower() == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{n}: invalid JSON ({err})") from err
+                if not isinstance(item, dict) or "path" not in item:
+                    raise ValueError(f'{path}:{n}: each line needs a "path" key')
+                entries.append(str(item["path"]))
+    else:
+        raise ValueError(f"{path}: manifests are .csv or .jsonl files")
+    return [str(p) if Path(p).is_absolute() else str(base / p) for p in entries]
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Every audio file named by ``inputs``, in order, without duplicates.
+
+    A folder contributes its files with an extension in ``AUDIO_EXTENSIONS`` (recursively,
+    sorted); a ``.csv`` / ``.jsonl`` file is read as a manifest; anything else is taken as an
+    audio file, even if it does not exist (it then fails with a reason when loaded).
+    """
+    found: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+            )
+            if not files:
+                logger.warning("%s: no audio files (%s)", path, " ".join(AUDIO_EXTENSIONS))
+            found.extend(str(p) for p in files)
+        elif path.suffix.lower() in MANIFEST_EXTENSIONS and path.is_file():
+            found.extend(read_manifest(path))
+        else:
+            found.append(str(path))
+    unique = list(dict.fromkeys(found))
+    if len(unique) < len(found):
+        logger.info("dropped %d duplicate inputs", len(found) - len(unique))
+    return unique
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, (ValueError, FileNotFoundError)):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def iter_file_embeddings(
+    model,
+    paths: Sequence[str],
+    *,
+    batch_size: int = 16,
+    window: Any = "official",
+    **options: Any,
+) -> Iterator[FileEmbedding]:
+    """Embed audio files, yielding one :class:`FileEmbedding` per path, in order.
+
+    Files are loaded one by one (any format libsndfile reads, any rate and channel count) and
+    grouped so that a forward pass holds about ``batch_size`` windows (whole clips with
+    ``window=None``). A file that cannot be read, is too short or fails in the model is reported
+    with its reason and the others go on: when a group fails, its files are retried one by one.
+
+    Args:
+        model: the encoder.
+        paths: audio files.
+        batch_size: windows (or whole clips) per forward pass.
+        window, **options: passed to :func:`axlstm.embedding.embed` (layer, frame_layout,
+            precision).
+    """
+    win = parse_window(window, model.config.patch_size[0])
+    fe = front_end_config(model)
+    pending: list[tuple[str, torch.Tensor | None, str | None]] = []
+    load = 0
+
+    def flush() -> Iterator[FileEmbedding]:
+        good = [i for i, (_, _, e) in enumerate(pending) if e is None]
+        results: dict[int, FileEmbedding] = {}
+        if good:
+            try:
+                results = _embed_group(model, pending, good, batch_size, window, options)
+            except Exception as err:  # find the culprit: one file at a time
+                logger.debug("group of %d failed (%s); retrying one by one", len(good), err)
+                for i in good:
+                    try:
+                        results.update(
+                            _embed_group(model, pending, [i], batch_size, window, options)
+                        )
+                    except Exception as one_err:
+                        results[i] = FileEmbedding(pending[i][0], error=_reason(one_err))
+        for i, (p, _, e) in enumerate(pending):
+            yield FileEmbedding(p, error=e) if e is not None else results[i]
+
+    for path in paths:
+        path = str(path)
+        try:
+            wave = load_audio(path, fe.sample_rate)  # (N,) mono float32 at the model's rate
+            wave = check_clip(wave, fe.sample_rate, path, fe)  # too short: fail here, not later
+            pending.append((path, wave, None))
+            n_mel = 1 + wave.shape[0] // fe.hop_length
+            load += 1 if win is None else -(-n_mel // win)
+        except Exception as err:
+            pending.append((path, None, _reason(err)))
+        if load >= batch_size or len(pending) >= max(batch_size, 64):
+            yield from flush()
+            pending, load = [], 0
+    if pending:
+        yield from flush()
+
+
+def _embed_group(model, pending, idx, batch_size, window, options) -> dict[int, FileEmbedding]:
+    names = [pending[i][0] for i in idx]
+    out = embed(
+        model,
+        [pending[i][1] for i in idx],
+        None,  # the model's rate, which load_audio resampled to
+        window=window,
+        batch_size=batch_size,
+        names=names,
+        **options,
+    )
+    results = {}
+    for j, i in enumerate(idx):
+        frames, ts = out.clip(j)
+        results[i] = FileEmbedding(
+            names[j],
+            scene=out.scene[j].float().cpu().numpy(),
+            frames=frames.float().cpu().numpy(),
+            timestamps=ts.float().cpu().numpy(),
+            duration=float(out.duration[j]),
+        )
+    return results

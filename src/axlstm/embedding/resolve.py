@@ -1,0 +1,93 @@
+"""One way to name a model everywhere (CLI, HEAR module, evaluation).
+
+A model is named by
+
+* a release folder (``config.json`` + ``model.safetensors``, as written by ``axlstm convert``
+  or :meth:`~axlstm.models.MaskedSpecModel.save_pretrained`), or a file inside one;
+* a registered preset name such as ``axlstm_tiny`` (random weights: for tests and timing);
+* an official AxLSTM/SSAST checkpoint file, only when ``arch`` names its preset.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from axlstm.checkpoint import load_model, load_official
+from axlstm.checkpoint.release import CONFIG_NAME, WEIGHTS_NAME
+from axlstm.models import MaskedSpecModel, create_model, is_model, list_models
+
+__all__ = ["resolve_model"]
+
+logger = logging.getLogger(__name__)
+
+
+def _release_dir(path: Path) -> Path | None:
+    if path.is_dir() and (path / CONFIG_NAME).is_file():
+        return path
+    in_release = path.name in (CONFIG_NAME, WEIGHTS_NAME) and (path.parent / CONFIG_NAME).is_file()
+    if path.is_file() and in_release:
+        return path.parent
+    return None
+
+
+def resolve_model(
+    spec: str | Path,
+    *,
+    arch: str | None = None,
+    device: str | torch.device | None = None,
+    **overrides: Any,
+) -> MaskedSpecModel:
+    """The model a name refers to, in eval mode.
+
+    Args:
+        spec: release folder (or its ``config.json`` / ``model.safetensors``), preset name, or
+            official checkpoint file (with ``arch``).
+        arch: preset an official checkpoint was trained as, e.g. "axlstm_base"; required for
+            official checkpoints, ignored otherwise.
+        device: where to put the model (default: CPU).
+        **overrides: config fields, e.g. ``frame_layout="official"``; for presets and official
+            checkpoints also sizes such as ``embed_dim``. ``None`` values are ignored.
+
+    Raises:
+        ValueError: the name is empty or matches nothing; the message says what is accepted.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    text = str(spec).strip() if spec is not None else ""
+    if not text:
+        raise ValueError(
+            "no model given: pass a release folder, a preset name "
+            f"({', '.join(list_models())}) or an official checkpoint with arch="
+        )
+    path = Path(text).expanduser()
+    release = _release_dir(path)
+    if release is not None:
+        model = load_model(release, **overrides)
+        logger.info("loaded release %s", release)
+    elif path.is_file():
+        if arch is None:
+            raise ValueError(
+                f"{path} is a file, not a release folder: convert an official checkpoint with "
+                f"`axlstm convert {path} OUT_DIR --arch PRESET`, or pass arch='PRESET' to load "
+                "it directly"
+            )
+        model = load_official(path, arch, **overrides)
+    elif is_model(text):
+        model = create_model(text, **overrides)
+        logger.warning("model %r is a preset with random weights (not a trained model)", text)
+    else:
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder but not a release: no {CONFIG_NAME} in it")
+        close = difflib.get_close_matches(text, list_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"unknown model {text!r}: not a release folder, checkpoint file or preset "
+            f"(presets: {', '.join(list_models())}){hint}"
+        )
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
