@@ -108,3 +108,45 @@ def test_fixed_statistics_front_end_round_trips_through_a_release(tmp_path):
     loaded = axlstm.load_model(tmp_path / "rel")
     assert loaded.front_end_config == FrontEndConfig(**FIXED)
     assert loaded.config.alternation == "unidirectional"
+
+
+def test_embed_cli_stream_equals_offline(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from axlstm.cli.main import main
+
+    model = causal_model()
+    model.save_pretrained(tmp_path / "causal")
+    rng = np.random.default_rng(0)
+    wave = (0.2 * rng.standard_normal(16000 * 3)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", wave, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "b.wav", wave[:12345], 16000, subtype="FLOAT")
+    (tmp_path / "bad.wav").write_text("not audio")
+    out = tmp_path / "emb.npz"
+    args = ["embed", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), str(tmp_path / "bad.wav")]
+    args += ["--model", str(tmp_path / "causal"), "--out", str(out), "--frames", "--stream"]
+    assert main([*args, "--block-seconds", "0.37", "--no-progress", "--device", "cpu"]) == 0
+    data = np.load(out)
+    assert list(data["failed_files"]) == [str(tmp_path / "bad.wav")]
+    for i, n in enumerate((len(wave), 12345)):
+        with torch.no_grad():
+            spec = LogMelFrontEnd(model.front_end_config)(torch.from_numpy(wave[:n])[None])
+            offline = model.forward_features(spec)[0].numpy()
+        frames = data["frames"][data["offsets"][i] : data["offsets"][i + 1]]
+        np.testing.assert_allclose(frames, offline, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(data["scene"][i], offline.mean(0), atol=1e-5, rtol=1e-5)
+
+
+def test_embed_cli_stream_refuses_a_bidirectional_model(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from axlstm.cli.main import main
+
+    sf.write(tmp_path / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    code = main(
+        ["embed", str(tmp_path / "a.wav"), "--model", "test_axlstm", "--out",
+         str(tmp_path / "e.npz"), "--stream", "--device", "cpu"]
+    )  # fmt: skip
+    assert code == 2 and "unidirectional" in capsys.readouterr().err

@@ -40,6 +40,8 @@ from axlstm.embedding import (
     parse_window,
     resolve_model,
 )
+from axlstm.embedding.streaming import stream_file_embedding
+from axlstm.models.streaming import StreamingEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,17 @@ def add_parser(sub) -> None:
         choices=("fp32", "fp16", "bf16"),
         default="fp32",
         help="autocast precision on CUDA (default fp32; ignored on CPU)",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help=(
+            "read each file block by block through a causal AxLSTM with carried state "
+            "(needs alternation='unidirectional' and a fixed-statistics front end)"
+        ),
+    )
+    p.add_argument(
+        "--block-seconds", type=float, default=1.0, help="audio per streamed block (default 1 s)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -267,14 +280,21 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     ok, failed = [], []
-    results = iter_file_embeddings(
-        model,
-        paths,
-        batch_size=args.batch_size,
-        window=args.window,
-        layer=args.layer,
-        precision=args.precision,
-    )
+    if args.stream:
+        if not single or indices != [None]:
+            raise ValueError("--stream gives the final output only: leave --layer at 'last'")
+        embedder = StreamingEmbedder(model)  # refuses models that cannot stream
+        settings["window"] = f"stream ({args.block_seconds:g} s blocks)"
+        results = (stream_file_embedding(embedder, p, args.block_seconds) for p in paths)
+    else:
+        results = iter_file_embeddings(
+            model,
+            paths,
+            batch_size=args.batch_size,
+            window=args.window,
+            layer=args.layer,
+            precision=args.precision,
+        )
     bar = tqdm(total=len(paths), unit="file", disable=args.no_progress, file=sys.stderr)
     with logging_redirect_tqdm(), bar:  # log lines do not tear the bar
         for result in results:
