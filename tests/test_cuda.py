@@ -69,9 +69,14 @@ def test_mlstm_forms_agree_on_cuda(S):
     q, k, v = (torch.randn(2, 4, S, 32, device=CUDA, generator=g) for _ in range(3))
     i = torch.randn(2, 4, S, device=CUDA, generator=g)
     f = torch.randn(2, 4, S, device=CUDA, generator=g) + 3
-    par = mlstm(q, k, v, i, f, backend="parallel")
+    ref = mlstm(*(t.double() for t in (q, k, v, i, f)), backend="chunkwise")
+    scale = ref.abs().max().clamp_min(1)
+    # fp32 against a float64 reference: the chunkwise form stays within 1e-5 at any length;
+    # the parallel form's global cumulative sums lose precision as S grows (5.9e-5 at S=2000)
     chk = mlstm(q, k, v, i, f, backend="chunkwise")
-    assert ((chk - par).abs().max() / par.abs().max().clamp_min(1)).item() < 1e-5
+    par = mlstm(q, k, v, i, f, backend="parallel")
+    assert ((chk - ref).abs().max() / scale).item() < 1e-5
+    assert ((par - ref).abs().max() / scale).item() < (1e-5 if S <= 251 else 1e-4)
 
 
 @pytest.mark.parametrize("name", ["axlstm_a", "axlstm_b", "ssast_c"])

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One GPU session's checks, run from the repo root on a CUDA machine whose Python has torch:
+# the CUDA tests (CUDA vs CPU, autocast training, fixtures on the GPU), then cost vs length.
+# Results go to ${OUT:-gpu_out}/. Expects the golden fixtures at ../shared/fixtures.
+set -u
+OUT=${OUT:-gpu_out}
+mkdir -p "$OUT"
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PY:-python3}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+$PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_official_parity.py \
+    2>&1 | tail -15 | tee "$OUT/pytest.txt"
+bench() {  # name, then axlstm benchmark arguments
+  local name=$1; shift
+  timeout 120 $PY -m axlstm.cli.main benchmark --device cuda --reps 3 --json "$OUT/$name.json" \
+      --markdown "$OUT/$name.md" "$@" 2>/dev/null | grep -v '^|' || true
+}
+bench tiny_inf --models axlstm_tiny ssast_tiny --seconds 2 10 60 300 --batch 8 --plot "$OUT/tiny_inf.png"
+bench tiny_train --models axlstm_tiny ssast_tiny --seconds 2 10 60 --batch 8 --mode train
+bench base_inf --models axlstm_base ssast_base --seconds 2 10 60 --batch 8
+bench tiny_bf16 --models axlstm_tiny ssast_tiny --seconds 2 60 --batch 8 --precision bf16
+ls -la "$OUT"
