@@ -172,3 +172,19 @@ def test_official_features_with_every_backend(backend):
         feats = model.forward_features(load_fixture("official", "axlstm_a/input_lms.pt"))
     ref = load_fixture("official", "axlstm_a/features.pt")
     torch.testing.assert_close(feats, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_chunkwise_keeps_fp32_precision_on_long_sequences():
+    """Against float64: chunkwise fp32 stays within 1e-5 where the parallel form drifts, since
+    its cumulative log-forget sums run over the whole sequence instead of one chunk."""
+    g = torch.Generator().manual_seed(0)
+    S = 2000
+    q, k, v = (torch.randn(1, 2, S, 16, generator=g) for _ in range(3))
+    i = torch.randn(1, 2, S, generator=g)
+    f = torch.randn(1, 2, S, generator=g) + 3
+    ref = mlstm_chunkwise(*(t.double() for t in (q, k, v, i, f)))
+    scale = ref.abs().max()
+    chunk_err = ((mlstm_chunkwise(q, k, v, i, f).double() - ref).abs().max() / scale).item()
+    par_err = ((mlstm_parallel(q, k, v, i, f).double() - ref).abs().max() / scale).item()
+    assert chunk_err < 1e-5
+    assert chunk_err < par_err
