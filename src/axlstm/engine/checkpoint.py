@@ -1,0 +1,262 @@
+"""Training checkpoints: atomic writes, rotation, RNG capture, weights-only loading, export.
+
+A training checkpoint is a ``torch.save`` file that holds only tensors and plain Python values
+(dicts, lists, strings, numbers), so it loads with ``torch.load(weights_only=True)``: no code
+from the file is ever run. The RNG states of numpy and Python are converted to tensors and
+lists for that reason.
+
+Writes go to a temporary file in the same folder, are flushed and fsync'ed, and then renamed
+over the target (``os.replace`` is atomic on POSIX and Windows): a crash mid-write leaves the
+previous checkpoint intact and at worst a stray ``.*.tmp`` file, removed on the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "CKPT_FORMAT",
+    "CheckpointError",
+    "CheckpointManager",
+    "atomic_save",
+    "capture_rng",
+    "export_release",
+    "load_checkpoint",
+    "restore_rng",
+]
+
+logger = logging.getLogger(__name__)
+
+CKPT_FORMAT = "axlstm-train"
+CKPT_VERSION = 1
+LAST_NAME = "last.pt"
+_STEP_RE = re.compile(r"^step_(\d+)\.pt$")
+_TMP_RE = re.compile(r"^\..+\.tmp$")
+
+
+class CheckpointError(ValueError):
+    """A training checkpoint that cannot be read or is not one."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` through a temp file in the same folder + fsync + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _fsync_dir(path.parent)
+    return path
+
+
+def _atomic_link(src: Path, dst: Path) -> None:
+    """Make ``dst`` the same file as ``src`` atomically (hard link, else a copy)."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:  # no hard links on this filesystem: copy
+        with open(src, "rb") as fi, open(tmp, "wb") as fo:
+            while chunk := fi.read(1 << 24):
+                fo.write(chunk)
+            fo.flush()
+            os.fsync(fo.fileno())
+    os.replace(tmp, dst)
+    _fsync_dir(dst.parent)
+
+
+class CheckpointManager:
+    """``step_XXXXXXXXX.pt`` files plus ``last.pt`` in one folder, keeping the newest K.
+
+    The numbered files are found by parsing the step out of their names (never by sorting
+    names as strings); ``last.pt`` is a hard link to (or copy of) the newest one.
+    """
+
+    def __init__(self, directory: str | Path, keep_last: int = 5, cleanup: bool = True) -> None:
+        self.directory = Path(directory)
+        self.keep_last = keep_last
+        if cleanup and self.directory.is_dir():
+            for p in self.directory.iterdir():
+                if _TMP_RE.match(p.name):  # left by a crash mid-write
+                    logger.info("removing incomplete checkpoint file %s", p)
+                    p.unlink(missing_ok=True)
+
+    @property
+    def last(self) -> Path:
+        return self.directory / LAST_NAME
+
+    def numbered(self) -> list[tuple[int, Path]]:
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for p in self.directory.iterdir():
+            m = _STEP_RE.match(p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+        return sorted(found)
+
+    def latest(self) -> Path | None:
+        """The newest complete checkpoint.
+
+        Normally ``last.pt``. A crash between writing ``step_N.pt`` and re-linking ``last.pt``
+        leaves a numbered file newer than ``last.pt``; numbered files are only ever complete
+        (they are written atomically), so the highest step wins.
+        """
+        numbered = self.numbered()
+        if numbered:
+            newest = numbered[-1][1]
+            if self.last.is_file() and os.path.samefile(self.last, newest):
+                return self.last
+            return newest
+        return self.last if self.last.is_file() else None
+
+    def save(self, state: dict[str, Any], step: int) -> Path:
+        """Write step ``step`` atomically, point ``last.pt`` at it, prune old ones."""
+        path = atomic_save(state, self.directory / f"step_{step:09d}.pt")
+        _atomic_link(path, self.last)
+        for _, old in self.numbered()[: -self.keep_last]:
+            old.unlink(missing_ok=True)
+        return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint with ``weights_only=True`` and check its format."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({err})") from err
+    if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not an axlstm training checkpoint (for official checkpoints use "
+            "`axlstm convert`; for release folders use axlstm.load_model)"
+        )
+    if int(state.get("format_version", 0)) > CKPT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format is newer than this axlstm; upgrade")
+    return state
+
+
+# ---------------------------------------------------------------------------------------- RNG
+def capture_rng(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """Every RNG state of this process as tensors and plain values."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss": py_gauss,
+        },
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_initialized() else None,
+        "generators": {k: g.get_state() for k, g in (generators or {}).items()},
+    }
+    return state
+
+
+def restore_rng(state: dict[str, Any], generators: dict[str, torch.Generator] | None = None):
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"].cpu())
+    npy = state["numpy"]
+    np.random.set_state(
+        (
+            npy["name"],
+            npy["keys"].numpy().astype(np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["gauss"],
+        )
+    )
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu())
+    for k, g in (generators or {}).items():
+        if k in state.get("generators", {}):
+            g.set_state(state["generators"][k].cpu())
+
+
+# ------------------------------------------------------------------------------------- export
+def export_release(
+    checkpoint: str | Path, out_dir: str | Path, extra_provenance: dict | None = None
+) -> Path:
+    """Turn a training checkpoint into a release folder (config.json + model.safetensors).
+
+    Provenance records the run folder, the step, the checkpoint's SHA-256 and the training
+    config, so a release can always be traced back to the run that made it.
+    """
+    from axlstm import models
+    from axlstm.checkpoint.release import save_release
+
+    checkpoint = Path(checkpoint)
+    state = load_checkpoint(checkpoint)
+    if "model_config" not in state:
+        raise CheckpointError(f"{checkpoint}: no model config stored; cannot export")
+    classes = getattr(
+        models, "MODEL_CLASSES", {"masked_spec": (models.MaskedSpecModel, models.ModelConfig)}
+    )
+    kind = state.get("model_class", "masked_spec")
+    if kind not in classes:
+        raise CheckpointError(f"{checkpoint}: unknown model class {kind!r}")
+    model_type, config_type = classes[kind]
+    model = model_type(config_type.from_dict(state["model_config"]))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{checkpoint}: weights do not fit the stored config: {err}") from err
+    digest = hashlib.sha256()
+    with open(checkpoint, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    run_dir = checkpoint.resolve().parent.parent
+    provenance = {
+        "source": "axlstm pretrain",
+        "run_dir": str(run_dir),
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_sha256": digest.hexdigest(),
+        "step": int(state.get("step", 0)),
+        "samples_seen": int(state.get("samples_seen", 0)),
+        "train_config": state.get("config", {}),
+        **(extra_provenance or {}),
+    }
+    return save_release(model.eval(), out_dir, provenance)
