@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from axlstm.audio.features import FrontEndConfig, LogMelFrontEnd, log_mel
 from axlstm.audio.io import AudioLoadError, load_audio, resample, to_mono
+from axlstm.audio.kaldi import KaldiFbankConfig, KaldiFbankFrontEnd, build_front_end, kaldi_fbank
 
 #: Lower-case file extensions (with the leading dot, as ``Path.suffix`` gives them) of the
 #: audio files that directory scans pick up. All are decoded by libsndfile.
@@ -24,7 +25,11 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "AudioLoadError",
     "FrontEndConfig",
+    "KaldiFbankConfig",
+    "KaldiFbankFrontEnd",
     "LogMelFrontEnd",
+    "build_front_end",
+    "kaldi_fbank",
     "load_audio",
     "log_mel",
     "resample",

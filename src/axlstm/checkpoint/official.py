@@ -1,10 +1,14 @@
-"""Read official AxLSTM/SSAST checkpoints without executing pickled code.
+"""Read official AxLSTM/SSAST/SSAMBA checkpoints without executing pickled code.
 
 Official files are either ``{'model': state_dict}`` or full training checkpoints
 ``{'model', 'optimizer', 'epoch', 'scaler', 'args'}`` whose ``args`` pickle references
 ``argparse.Namespace`` and ``ml_collections.ConfigDict``. PyTorch's ``weights_only`` unpickler
 refuses those; instead of falling back to full unpickling (arbitrary code execution), every
 foreign class the pickle names is replaced by an inert stand-in that only stores what it is given.
+
+The original SSAST and SSAMBA save raw ``nn.DataParallel`` state dicts (``module.`` prefix)
+with frozen geometry tensors (``p_input_fdim``/``p_input_tdim``); their per-family remap turns
+those into config (checked, then dropped) and renames the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import torch
 
-from axlstm.models import MaskedSpecModel, create_model
+from axlstm.models import MaskedSpecModel, create_model, is_model, model_class_name
 
 logger = logging.getLogger(__name__)
 
@@ -174,18 +178,70 @@ def remap_official_state_dict(
     return {k: state[k].to(ours[k].dtype) for k in ours}
 
 
-def load_official(path: str | Path, arch: str, **overrides: Any) -> MaskedSpecModel:
+def remap_ssast_original_state_dict(
+    state: dict[str, torch.Tensor], model, source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
+    """An official SSAST state dict (``module.`` stripped) onto an
+    :class:`~axlstm.models.SSASTOriginal`: ``v.`` dropped, timm block names renamed,
+    ``cpredlayer``/``gpredlayer`` -> ``mpc_head``/``mpg_head``, the frozen geometry scalars
+    checked against the config and dropped, the unused DeiT heads dropped unless kept."""
+    return model.remap_official(state, source)
+
+
+def remap_ssamba_state_dict(
+    state: dict[str, torch.Tensor], model, source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
+    """An official SSAMBA state dict (``module.`` stripped) onto an :class:`~axlstm.models.SSAMBA`:
+    Vim's layer and mixer names are kept, ``v.`` is dropped, the rest as for SSAST."""
+    return model.remap_official(state, source)
+
+
+#: Per-family remap: release model class -> pure function (state, model, source) -> state.
+REMAPS = {
+    "masked_spec": remap_official_state_dict,
+    "ssast_original": remap_ssast_original_state_dict,
+    "ssamba": remap_ssamba_state_dict,
+}
+
+
+def _looks_like_ssast_family(state: dict[str, torch.Tensor]) -> bool:
+    return any(k.startswith(("v.blocks.", "v.layers.")) for k in state) or "p_input_tdim" in state
+
+
+def load_official(path: str | Path, arch: str, **overrides: Any):
     """Build preset ``arch`` and load an official checkpoint into it (eval mode, CPU).
 
     Args:
-        path: ``{'model': ...}`` state dict or full official training checkpoint.
-        arch: preset name, e.g. "axlstm_tiny" or "ssast_base".
+        path: ``{'model': ...}`` state dict, full official training checkpoint, or a raw
+            (``module.``-prefixed) SSAST/SSAMBA state dict.
+        arch: preset name, e.g. "axlstm_tiny", "ssast_base", "ssast_orig_tiny_patch" or
+            "ssamba_tiny".
         **overrides: config changes, e.g. ``embed_dim=64, depth=2`` for a custom size or
-            ``frame_layout="official"`` to reproduce the official frame order.
+            ``frame_layout="official"`` to reproduce the official frame order. For SSAST and
+            SSAMBA, what the checkpoint states by itself (pretraining length from
+            ``p_input_*``, classifier size, RMSNorm, missing pretraining heads) is taken from it
+            unless given; a fine-tuned checkpoint needs its ``patch_stride`` (and ``img_size``).
     """
-    state = extract_state_dict(read_checkpoint(path), source=str(path))
-    model = create_model(arch, **overrides)
-    model.load_state_dict(remap_official_state_dict(state, model, source=str(path)))
+    source = str(path)
+    state = extract_state_dict(read_checkpoint(path), source=source)
+    if not is_model(arch):
+        create_model(arch)  # raises the registry's error, with the list of presets
+    with torch.device("meta"):  # cheap probe of the family, no weights allocated
+        family = model_class_name(create_model(arch, **overrides))
+    if family == "masked_spec":
+        if _looks_like_ssast_family(state):
+            raise CheckpointError(
+                f"{source} is an original SSAST/SSAMBA checkpoint; load it with an "
+                "'ssast_orig_*' or 'ssamba_*' arch"
+            )
+        model = create_model(arch, **overrides)
+    else:
+        from axlstm.models import MODEL_CLASSES
+
+        stated = MODEL_CLASSES[family][0].official_overrides(state)
+        stated = {k: v for k, v in stated.items() if overrides.get(k) is None}
+        model = create_model(arch, **{**overrides, **stated})
+    model.load_state_dict(REMAPS[family](state, model, source=source))
     model.config.extra["source"] = {"official_checkpoint": Path(path).name}
     logger.info("loaded official checkpoint %s into %s", path, arch)
     return model.eval()

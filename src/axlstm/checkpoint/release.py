@@ -1,6 +1,10 @@
 """Release folders: ``config.json`` (architecture, front end, provenance) + ``model.safetensors``.
 
 Loading a release never unpickles anything: the weights are safetensors, the config is JSON.
+``config.json`` names the model class (``"model_class"``: "masked_spec", "ssast_original" or
+"ssamba"; absent in older releases, meaning "masked_spec") and the front end the model needs
+(``"front_end"``: the AxLSTM log-mel settings, or ``{"kind": "kaldi_fbank", ...}``; see
+:func:`axlstm.audio.build_front_end`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from axlstm.models import MaskedSpecModel, ModelConfig
+from axlstm.models import MODEL_CLASSES, MaskedSpecModel, model_class_name
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ def save_release(
         "format": RELEASE_FORMAT,
         "format_version": RELEASE_VERSION,
         "axlstm_version": __version__,
+        "model_class": model_class_name(model),
         "model": model.config.to_dict(),
         "front_end": model.front_end_config.to_dict(),
         "provenance": provenance or {},
@@ -89,8 +94,8 @@ def read_release_config(directory: str | Path) -> dict[str, Any]:
 
 def load_model(
     directory: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
-) -> MaskedSpecModel:
-    """Load a release folder written by :meth:`MaskedSpecModel.save_pretrained`.
+) -> torch.nn.Module:
+    """Load a release folder written by ``save_pretrained`` (any class in ``MODEL_CLASSES``).
 
     Args:
         directory: the release folder.
@@ -103,11 +108,18 @@ def load_model(
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise ValueError(f"{directory} is not a complete release: no {WEIGHTS_NAME}")
-    model_cfg = ModelConfig.from_dict(config["model"])
+    kind = config.get("model_class", "masked_spec")
+    if kind not in MODEL_CLASSES:
+        raise ValueError(
+            f"{directory / CONFIG_NAME}: unknown model_class {kind!r}; this axlstm knows "
+            f"{sorted(MODEL_CLASSES)} (upgrade axlstm?)"
+        )
+    model_type, config_type = MODEL_CLASSES[kind]
+    model_cfg = config_type.from_dict(config["model"])
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides:
         model_cfg = model_cfg.replace(**overrides)
-    model = MaskedSpecModel(model_cfg)
+    model = model_type(model_cfg)
     try:
         state = load_file(str(weights), device=str(map_location))
     except Exception as err:

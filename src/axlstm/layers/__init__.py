@@ -1,6 +1,7 @@
 """Building blocks shared by every backbone: patches, positions, norms, mLSTM and attention."""
 
 from axlstm.layers.attention import Attention, FeedForward, TransformerBlock
+from axlstm.layers.mamba import BiMambaMixer, MambaBlock, MambaMixer, selective_scan
 from axlstm.layers.mlstm import mlstm_parallel, mlstm_recurrent
 from axlstm.layers.norms import MultiHeadNorm, OffsetLayerNorm
 from axlstm.layers.patch import PatchEmbed, patchify, sincos_pos_embed_2d
@@ -8,10 +9,13 @@ from axlstm.layers.vil import CausalConv1d, HeadwiseLinear, MLSTMCell, ViLBlock,
 
 __all__ = [
     "Attention",
+    "BiMambaMixer",
     "CausalConv1d",
     "FeedForward",
     "HeadwiseLinear",
     "MLSTMCell",
+    "MambaBlock",
+    "MambaMixer",
     "MultiHeadNorm",
     "OffsetLayerNorm",
     "PatchEmbed",
@@ -21,5 +25,6 @@ __all__ = [
     "mlstm_parallel",
     "mlstm_recurrent",
     "patchify",
+    "selective_scan",
     "sincos_pos_embed_2d",
 ]

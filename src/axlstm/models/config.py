@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-FAMILIES = ("axlstm", "ssast")
+FAMILIES = ("axlstm", "ssast", "ssam")
 FRAME_LAYOUTS = ("time", "official")
 ALTERNATIONS = ("bidirectional", "unidirectional")
 
@@ -16,16 +16,22 @@ class ModelConfig:
     """Architecture and objective of a masked spectrogram model.
 
     Attributes:
-        family: encoder block family: "axlstm" (bidirectional ViL/mLSTM) or "ssast" (transformer).
+        family: encoder block family: "axlstm" (bidirectional ViL/mLSTM), "ssast" (transformer)
+            or "ssam" (unidirectional Mamba, SPEC §10).
         embed_dim: token width d.
         depth: number of encoder blocks.
         img_size: (frames, mel bins) of one training crop; positions extend past it.
         patch_size: (time, frequency) patch size.
         in_chans: input channels of the spectrogram.
-        expansion: mLSTM inner width factor (axlstm).
+        expansion: inner width factor: mLSTM (axlstm), Mamba ``expand`` (ssam, 3 in the presets).
         mlstm_heads: mLSTM heads (axlstm; the official code always uses 4).
         qkv_block_size: block size of the head-wise q/k/v projections (axlstm).
-        conv_kernel_size: causal conv kernel (axlstm).
+        conv_kernel_size: causal conv kernel (axlstm; Mamba ``d_conv`` for ssam).
+        d_state: Mamba state size per channel (ssam).
+        dt_rank: Mamba step-size projection rank (ssam); "auto" is ceil(embed_dim / 16).
+        scan_impl: Mamba selective scan (ssam): "auto", "sequential", "chunked" or "cuda"
+            (see :func:`axlstm.layers.mamba.selective_scan`).
+        residual_in_fp32: keep the residual stream in fp32 under autocast (ssam).
         mlstm_backend: how the mLSTM is computed: "auto" (fastest form for the length),
             "parallel" (quadratic, as the official code), "chunkwise" (linear) or "recurrent".
         mlstm_chunk_size: chunk length of the chunkwise form.
@@ -57,6 +63,10 @@ class ModelConfig:
     mlstm_heads: int = 4
     qkv_block_size: int = 4
     conv_kernel_size: int = 4
+    d_state: int = 24
+    dt_rank: int | str = "auto"
+    scan_impl: str = "auto"
+    residual_in_fp32: bool = True
     mlstm_backend: str = "auto"
     mlstm_chunk_size: int = 64
     alternation: str = "bidirectional"

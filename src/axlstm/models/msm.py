@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from axlstm.layers import PatchEmbed, TransformerBlock, ViLBlock, patchify, sincos_pos_embed_2d
+from axlstm.layers.mamba import MambaBlock
 from axlstm.models.config import ModelConfig
 from axlstm.objectives import random_masking
 from axlstm.objectives.msm import msm_loss
@@ -60,6 +61,20 @@ def build_blocks(cfg: ModelConfig) -> nn.ModuleList:
             TransformerBlock(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.attn_impl)
             for _ in range(cfg.depth)
         )
+    if cfg.family == "ssam":  # unidirectional Mamba: Add -> LayerNorm -> Mixer, no flipping
+        return nn.ModuleList(
+            MambaBlock(
+                cfg.embed_dim,
+                n_layer=cfg.depth,
+                residual_in_fp32=cfg.residual_in_fp32,
+                d_state=cfg.d_state,
+                d_conv=cfg.conv_kernel_size,
+                expand=cfg.expansion,
+                dt_rank=cfg.dt_rank,
+                scan_impl=cfg.scan_impl,
+            )
+            for _ in range(cfg.depth)
+        )
     raise ValueError(f"unknown model family {cfg.family!r}")
 
 
@@ -94,9 +109,31 @@ class MaskedSpecModel(nn.Module):
         nn.init.ones_(self.encoder_norm.weight)
         nn.init.zeros_(self.encoder_norm.bias)
 
+    release_class = "masked_spec"
+
     @property
     def frame_dim(self) -> int:
         return self.config.frame_dim
+
+    @property
+    def num_layers(self) -> int:
+        """Hidden states a layer choice can index (one per block)."""
+        return self.config.depth
+
+    def example_input(self, batch: int = 2, frames: int | None = None) -> torch.Tensor:
+        """A random (B, C, T, F) input of the training shape (or ``frames`` long)."""
+        frames = self.config.img_size[0] if frames is None else frames
+        return torch.randn(batch, self.config.in_chans, frames, self.config.img_size[1])
+
+    def frames_for(self, frames: int) -> int:
+        """Output frames of ``forward_features`` for an input of ``frames`` frames."""
+        return frames // self.config.patch_size[0]
+
+    def pretrain_shapes(self, frames: int) -> dict:
+        """Per-clip shapes of a pretraining step's outputs for ``frames`` input frames."""
+        L = (frames // self.config.patch_size[0]) * self.config.grid[1]
+        keep = int(L * (100 - self.config.mask_ratio * 100) / 100)
+        return {"pred": (L, self.config.patch_dim), "mask": (L,), "num_masked": L - keep}
 
     @property
     def front_end_config(self):
