@@ -106,12 +106,13 @@ def measure(
     sync()
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
-    times = []
+    times, cpu_times = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         sync()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     peak = torch.cuda.max_memory_allocated(dev) if cuda else _rss_peak_bytes()
     return {
         "model": model,
@@ -122,6 +123,7 @@ def measure(
         "precision": precision,
         "time_s": statistics.median(times),
         "times_s": times,
+        "cpu_time_s": statistics.median(cpu_times),
         "peak_mem_bytes": int(peak),
         "baseline_mem_bytes": int(baseline),
         "mem_kind": "cuda_max_allocated" if cuda else "process_peak_rss",
