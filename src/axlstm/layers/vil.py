@@ -141,6 +141,8 @@ class ViLLayer(nn.Module):
         qkv_block_size: block size of the head-wise q/k/v projections.
         conv_kernel_size: causal depthwise conv kernel.
         backend, chunk_size: how the mLSTM recurrence is computed (see :class:`MLSTMCell`).
+        segment_size: process sequences longer than this many tokens segment by segment with
+            carried state (0: never).
     """
 
     def __init__(
@@ -152,11 +154,13 @@ class ViLLayer(nn.Module):
         conv_kernel_size: int = 4,
         backend: str = "auto",
         chunk_size: int = 64,
+        segment_size: int = 0,
     ) -> None:
         super().__init__()
         inner = expansion * dim
         self.dim = dim
         self.inner_dim = inner
+        self.segment_size = segment_size
         self.proj_up = nn.Linear(dim, 2 * inner, bias=False)
         self.q_proj = HeadwiseLinear(inner, qkv_block_size)
         self.k_proj = HeadwiseLinear(inner, qkv_block_size)
@@ -227,6 +231,9 @@ class ViLLayer(nn.Module):
         The head-wise q/k/v maps run as one batched matmul per branch with heads as the batch,
         the mLSTM works head-major (NH, B, S, DH) so no per-tensor transposes are needed, and
         the gates are computed from c and x_m with folded weights instead of from [q, k, v].
+        A sequence longer than ``segment_size`` tokens is processed segment by segment with the
+        state carried across (exactly as streaming does), so the layer's wide intermediates
+        exist for one segment at a time: less memory, and a working set that stays in cache.
 
         Args:
             x: (B, S, d).
@@ -234,6 +241,19 @@ class ViLLayer(nn.Module):
                 sequence, to continue it (streaming); ``None`` starts a new sequence.
             return_state: also return the state after the last token.
         """
+        maps = self._head_maps()
+        seg = self.segment_size
+        S = x.shape[1]
+        if not seg or S <= seg:
+            return self._forward_segment(x, maps, state, return_state)
+        outs = []
+        for start in range(0, S, seg):
+            y, state = self._forward_segment(x[:, start : start + seg], maps, state, True)
+            outs.append(y)
+        out = torch.cat(outs, dim=1)
+        return (out, state) if return_state else out
+
+    def _forward_segment(self, x: torch.Tensor, maps, state, return_state: bool):
         B, S, _ = x.shape
         cell = self.mlstm_cell
         NH, D = cell.num_heads, self.inner_dim
@@ -246,7 +266,7 @@ class ViLLayer(nn.Module):
             c = F.silu(c)
         else:
             c = F.silu(self.conv1d(x_m))  # (B, S, D)
-        R_qk, R_v, W_c, W_x = self._head_maps()
+        R_qk, R_v, W_c, W_x = maps
         c2, x2 = c.reshape(B * S, D), x_m.reshape(B * S, D)
         qk = torch.bmm(c2.view(B * S, NH, DH).transpose(0, 1), R_qk)  # (NH, BS, 2 DH)
         v = torch.bmm(x2.view(B * S, NH, DH).transpose(0, 1), R_v)  # (NH, BS, DH)

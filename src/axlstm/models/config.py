@@ -35,6 +35,9 @@ class ModelConfig:
         mlstm_backend: how the mLSTM is computed: "auto" (fastest form for the length),
             "parallel" (quadratic, as the official code), "chunkwise" (linear) or "recurrent".
         mlstm_chunk_size: chunk length of the chunkwise form.
+        mlstm_segment_size: sequences longer than this many tokens go through each ViL layer
+            segment by segment with carried state (exact; bounds the layer's working memory and
+            keeps it in cache, which makes long inputs linear in cost); 0 disables.
         alternation: "bidirectional" (odd blocks run right-to-left, as AxLSTM) or
             "unidirectional" (every block runs forward in time: causal, so it can stream).
         num_heads: attention heads (ssast).
@@ -69,6 +72,7 @@ class ModelConfig:
     residual_in_fp32: bool = True
     mlstm_backend: str = "auto"
     mlstm_chunk_size: int = 64
+    mlstm_segment_size: int = 1024
     alternation: str = "bidirectional"
     num_heads: int = 3
     mlp_ratio: float = 4.0

@@ -53,6 +53,7 @@ def build_blocks(cfg: ModelConfig) -> nn.ModuleList:
                 conv_kernel_size=cfg.conv_kernel_size,
                 backend=cfg.mlstm_backend,
                 chunk_size=cfg.mlstm_chunk_size,
+                segment_size=cfg.mlstm_segment_size,
             )
             for i in range(cfg.depth)
         )
