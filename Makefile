@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # (which can pull a multi-GB CUDA build). Override TORCH for another build, e.g. a CUDA wheel.
 TORCH ?= torch==2.13.0
 
-.PHONY: install test lint format clean
+.PHONY: install test lint format clean demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ lint: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 	$(VENV)/bin/ruff format src tests benchmarks
+
+# The main job: pretrain a small AxLSTM and SSAST on CPU, evaluate them with a random-weights
+# AxLSTM and the log-mel baseline on the built-in tasks; report in runs/demo/report/.
+demo: $(VENV)/.installed
+	$(PY) -m axlstm.recipes.demo --out runs/demo
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache src/*.egg-info

@@ -7,9 +7,19 @@ import logging
 import sys
 
 from axlstm import __version__
-from axlstm.cli import convert, models
+from axlstm.cli import (
+    benchmark,
+    convert,
+    embed,
+    evaluate,
+    export,
+    models,
+    pretrain,
+    shards,
+    tasks,
+)
 
-COMMANDS = (convert, models)
+COMMANDS = (benchmark, convert, embed, evaluate, export, models, pretrain, shards, tasks)
 
 
 def build_parser() -> argparse.ArgumentParser:

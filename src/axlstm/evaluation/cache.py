@@ -1,0 +1,175 @@
+"""Scene embeddings of a task, computed once per (embedder, task) and cached on disk.
+
+The cache key is the SHA-256 of
+
+* the embedder's fingerprint: for an encoder its config (architecture and log-mel front end),
+  the SHA-256 of its state dict and the embedding options (window, layer, frame layout), plus
+  a pipeline version; for the log-mel baseline its statistics and front end;
+* the task's fingerprint: the bytes of ``task_metadata.json``, ``labelvocabulary.csv`` and the
+  split files, and the name, size and modification time of every audio file used.
+
+So retrained or re-exported weights, another front end, other options or changed task audio
+all give a new key; a key hit means the same numbers would be computed again. Entries are
+``CACHE/<task>/<key[:32]>.npz`` (one ``X_<split>`` (N, D) float32 and ``files_<split>`` per
+split) with a readable ``.json`` beside each, written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from axlstm.evaluation.embedders import Embedder
+from axlstm.evaluation.tasks import METADATA_NAME, VOCAB_NAME, Task
+
+__all__ = [
+    "EmbeddingError",
+    "cache_key",
+    "default_cache_dir",
+    "task_embeddings",
+    "task_fingerprint",
+]
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = 1
+
+
+class EmbeddingError(RuntimeError):
+    """Some files of a task could not be embedded; the message lists them with reasons."""
+
+
+def default_cache_dir() -> Path:
+    """The cache root: ``$AXLSTM_CACHE``, else ``$XDG_CACHE_HOME/axlstm``, else
+    ``~/.cache/axlstm`` (read when called, not at import). ``axlstm evaluate`` keeps embeddings
+    in ``ROOT/embeddings`` and generated built-in tasks in ``ROOT/tasks``."""
+    if os.environ.get("AXLSTM_CACHE"):
+        return Path(os.environ["AXLSTM_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "axlstm"
+
+
+def task_fingerprint(task: Task) -> str:
+    """SHA-256 of a task's metadata, vocabulary, split files and audio file stats."""
+    digest = hashlib.sha256()
+    for name in [METADATA_NAME, VOCAB_NAME, *(f"{s}.json" for s in task.splits)]:
+        digest.update(name.encode() + b"\0" + (task.path / name).read_bytes() + b"\0")
+    digest.update(f"rate={task.sample_rate}\0".encode())
+    for split in task.splits:
+        for path in task.audio_paths(split):
+            st = path.stat()
+            digest.update(f"{split}/{path.name}|{st.st_size}|{st.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
+
+
+def cache_key(fingerprint: dict[str, Any], task_digest: str) -> str:
+    blob = json.dumps(
+        {"format": _FORMAT, "embedder": fingerprint, "task": task_digest}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load(path: Path, task: Task) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {}
+            for split in task.splits:
+                files = data[f"files_{split}"].tolist()
+                if files != task.files(split):
+                    logger.warning("%s: file list differs from %s; recomputing", path, task.name)
+                    return None
+                out[split] = data[f"X_{split}"].astype(np.float32)
+            return out
+    except (OSError, KeyError, ValueError) as err:
+        logger.warning("unreadable cache entry %s (%s); recomputing", path, err)
+        return None
+
+
+def task_embeddings(
+    embedder: Embedder,
+    task: Task,
+    cache_dir: str | Path | None = None,
+    *,
+    on_file: Callable[[int], None] | None = None,
+) -> tuple[dict[str, np.ndarray], bool]:
+    """Scene embeddings ``{split: (N, D) float32}`` of every split of ``task``, rows in the
+    order of the split's JSON file, from the cache when possible.
+
+    Args:
+        embedder: the model or baseline.
+        task: a scene task.
+        cache_dir: cache root; None disables caching.
+        on_file: called with 1 after each embedded file (progress); not called on a cache hit.
+
+    Returns:
+        The embeddings and whether they came from the cache.
+
+    Raises:
+        EmbeddingError: a file could not be embedded (all failures listed, up to 5 shown).
+    """
+    task.require_scene()
+    key = path = None
+    if cache_dir is not None:
+        key = cache_key(embedder.fingerprint(), task_fingerprint(task))
+        path = Path(cache_dir) / task.name / f"{key[:32]}.npz"
+        if path.is_file():
+            loaded = _load(path, task)
+            if loaded is not None:
+                logger.info("%s / %s: embeddings from cache %s", embedder.label, task.name, path)
+                return loaded, True
+    out: dict[str, np.ndarray] = {}
+    failures: list[str] = []
+    for split in task.splits:
+        paths = [str(p) for p in task.audio_paths(split)]
+        rows = []
+        for result in embedder.embed_files(paths):
+            if on_file is not None:
+                on_file(1)
+            if result.ok:
+                rows.append(np.asarray(result.scene, dtype=np.float32).reshape(-1))
+            else:
+                failures.append(f"{result.path}: {result.error}")
+        if not failures:
+            out[split] = np.stack(rows) if rows else np.zeros((0, embedder.dim), np.float32)
+    if failures:
+        shown = "; ".join(failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        raise EmbeddingError(
+            f"{len(failures)} of {task.num_files()} files of {task.name} could not be embedded: "
+            f"{shown}{more}"
+        )
+    if path is not None:
+        arrays = {f"X_{s}": x for s, x in out.items()}
+        arrays.update({f"files_{s}": np.array(task.files(s), dtype=str) for s in task.splits})
+        _atomic_savez(path, arrays)
+        info = {
+            "key": key,
+            "label": embedder.label,
+            "task": str(task.path),
+            "embedder": embedder.fingerprint(),
+            "dim": int(next(iter(out.values())).shape[1]),
+        }
+        path.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+        logger.info("%s / %s: cached embeddings in %s", embedder.label, task.name, path)
+    return out, False
