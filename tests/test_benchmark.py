@@ -41,3 +41,24 @@ def test_isolated_measurement_reports_its_own_peak():
     assert r["frames"] == 100 and r["tokens"] == 1 + 25 * 5
     assert r["peak_mem_bytes"] >= r["baseline_mem_bytes"] > 0
     assert r["mem_kind"] == "process_peak_rss"
+
+
+def test_benchmark_of_fbank_models(tmp_path, capsys):
+    """SSAST/SSAMBA get their own inputs (128 fbank bins) and the joint loss in train mode."""
+    out = tmp_path / "x.json"
+    code = main(
+        [
+            "benchmark", "--models", "test_ssast_orig", "test_ssamba", "--seconds", "2", "10",
+            "--mode", "inference", "train", "--reps", "1", "--warmup", "0", "--threads", "1",
+            "--no-isolate", "--json", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert len(results) == 8 and all(r["time_s"] > 0 for r in results)
+    tokens = {(r["model"], r["seconds"]): r["tokens"] for r in results}
+    # 2 s = 192 frames (whole 16-frame patches): 8 x 12 patches; 10 s = 992 frames: 8 x 62
+    assert tokens[("test_ssast_orig", 2.0)] == 2 + 8 * 12  # cls and dist
+    assert tokens[("test_ssamba", 10.0)] == 1 + 8 * 62  # cls
+    assert {r["frames"] for r in results} == {192, 992}
+    assert "test_ssamba" in capsys.readouterr().out

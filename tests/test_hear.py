@@ -70,6 +70,26 @@ def test_hear_contract(preset, frame_layout):
     assert model.scene_embedding_size == model.encoder.frame_dim
 
 
+@pytest.mark.parametrize("preset", ["test_ssast_orig", "test_ssamba"])
+def test_hear_contract_fbank_models(preset):
+    """The original SSAST and SSAMBA: Kaldi fbank front end, training-length windows."""
+    model = check_contract(preset)
+    assert model.sample_rate == 16000
+    assert model.scene_embedding_size == model.encoder.frame_dim == 8 * 64  # 8 bands x D
+    audio = torch.rand(2, 40000) * 2 - 1  # 2.5 s
+    emb, ts = hear.get_timestamp_embeddings(audio, model)
+    torch.testing.assert_close(ts[0], 87.5 + 160.0 * torch.arange(ts.shape[1]).float())
+    torch.testing.assert_close(hear.get_scene_embeddings(audio, model), emb.mean(1))
+
+
+@pytest.mark.parametrize("options", [dict(window="none"), dict(layer="all"), dict(layer=0)])
+def test_hear_contract_fbank_models_with_options(options):
+    model = check_contract("test_ssamba", **options)
+    layers, dim = model.encoder.num_layers, model.encoder.frame_dim  # SSAMBA: one per pair
+    width = dim * (layers + 1) if options.get("layer") == "all" else dim
+    assert model.scene_embedding_size == model.timestamp_embedding_size == width
+
+
 @pytest.mark.parametrize("options", [dict(window="none"), dict(layer="all"), dict(layer=0)])
 def test_hear_contract_with_options(options):
     model = check_contract("test_axlstm", **options)
@@ -181,8 +201,9 @@ def run_validator(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(not HAVE_VALIDATOR, reason=VALIDATOR_SKIP)
-def test_real_hear_validator_on_a_preset(tmp_path):
-    proc = run_validator(tmp_path, "-m", "test_ssast", "-d", "cpu")
+@pytest.mark.parametrize("preset", ["test_ssast", "test_ssamba"])
+def test_real_hear_validator_on_a_preset(tmp_path, preset):
+    proc = run_validator(tmp_path, "-m", preset, "-d", "cpu")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Looks good!" in proc.stdout
 

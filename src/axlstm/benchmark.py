@@ -7,7 +7,11 @@ an earlier, larger one; on CUDA the peak is ``torch.cuda.max_memory_allocated``.
 
 "inference" is one ``forward_features`` pass over the whole input (no 2 s windowing) under
 ``torch.inference_mode``; "train" is one pretraining step: the masked forward, the loss and the
-backward pass (no optimizer step).
+backward pass (no optimizer step); for the original SSAST and SSAMBA that is the joint MPC + MPG
+loss of two masked passes.
+
+Inputs are random spectrograms of the model's own shape (``model.example_input``): 80 log-mel
+bins for AxLSTM, 128 Kaldi fbank bins for SSAST/SSAMBA, 100 frames per second for both.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ def measure(
 
     Args:
         model: preset name or release folder (random weights are as fast as trained ones).
-        seconds: input length in seconds of audio (100 log-mel frames per second).
+        seconds: input length in seconds of audio (100 spectrogram frames per second, rounded
+            down to whole patches).
         mode: "inference" or "train".
         batch: clips per pass.
         device: "cpu", "cuda", "cuda:1", ...
@@ -80,7 +85,7 @@ def measure(
     net = resolve_model(model, device=dev)
     pt = net.config.patch_size[0]
     frames = max(pt, round(seconds * FRAMES_PER_SECOND) // pt * pt)
-    spec = torch.randn(batch, 1, frames, net.config.img_size[1], device=dev)
+    spec = net.example_input(batch, frames).to(dev)  # (B, C, T, the model's bins)
     cuda = dev.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
@@ -128,7 +133,7 @@ def measure(
         "baseline_mem_bytes": int(baseline),
         "mem_kind": "cuda_max_allocated" if cuda else "process_peak_rss",
         "frames": frames,
-        "tokens": 1 + (frames // pt) * net.config.grid[1],
+        "tokens": _tokens(net, frames),
         "encoder_params": net.num_parameters("encoder"),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -138,6 +143,15 @@ def measure(
         "reps": reps,
         "warmup": warmup,
     }
+
+
+def _tokens(net, frames: int) -> int:
+    """Sequence length the encoder sees: cls (and dist) tokens plus the patches."""
+    grid_for = getattr(net, "grid_for", None)
+    if grid_for is not None:  # SSAST / SSAMBA: (frequency rows, time columns)
+        n_f, n_t = grid_for(frames)
+        return net.config.num_cls_tokens + n_f * n_t
+    return 1 + (frames // net.config.patch_size[0]) * net.config.grid[1]
 
 
 def measure_isolated(**kwargs: Any) -> dict[str, Any]:

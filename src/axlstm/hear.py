@@ -1,4 +1,4 @@
-"""HEAR 2021 API (https://hearbenchmark.com/hear-api.html) for AxLSTM and SSAST encoders.
+"""HEAR 2021 API (https://hearbenchmark.com/hear-api.html) for AxLSTM, SSAST and SSAMBA encoders.
 
     hear-validator axlstm.hear -m path/to/release_folder --device cpu
 
@@ -21,8 +21,9 @@ from axlstm.embedding import (
     embed,
     front_end_config,
     layer_labels,
+    model_layers,
+    model_window,
     parse_layers,
-    parse_window,
 )
 from axlstm.embedding import resolve_model as _resolve_model
 
@@ -38,9 +39,12 @@ class HearModel(nn.Module):
     """An encoder with the attributes the HEAR API asks for and the embedding options to use.
 
     Attributes:
-        encoder: the :class:`~axlstm.models.MaskedSpecModel`.
+        encoder: the :class:`~axlstm.models.MaskedSpecModel` (or an original SSAST / SSAMBA,
+            on its Kaldi fbank front end).
         sample_rate: the rate the encoder's front end expects (16000).
-        scene_embedding_size: width of a scene embedding (5 d per layer; layers concatenated).
+        scene_embedding_size: width of a scene embedding (``encoder.frame_dim`` per layer:
+            5 d for AxLSTM, 8 D for 16×16 patch models, D for frame models; layers
+            concatenated).
         timestamp_embedding_size: width of a frame embedding (the same).
     """
 
@@ -60,10 +64,10 @@ class HearModel(nn.Module):
         self.layer = layer
         self.batch_size = int(batch_size)
         self.precision = precision
-        parse_window(window, encoder.config.patch_size[0])  # fail early on a bad option
-        indices, _ = parse_layers(layer, encoder.config.depth)
+        model_window(encoder, window)  # fail early on a bad option
+        indices, _ = parse_layers(layer, model_layers(encoder))
         self.layers = layer_labels(indices)
-        size = int(encoder.config.frame_dim * len(indices))
+        size = int(encoder.frame_dim * len(indices))
         self.scene_embedding_size = size
         self.timestamp_embedding_size = size
 
@@ -112,8 +116,9 @@ def load_model(
             weights (what ``hear-validator`` without ``-m`` gets), with a warning.
         arch: preset of an official checkpoint, e.g. "axlstm_base".
         frame_layout: "time" (corrected, default of new releases) or "official" (reproduces the
-            official runtime's outputs).
-        window: "official" (2 s windows) or "none" (one pass over each clip).
+            official AxLSTM runtime's outputs; AxLSTM-style models only).
+        window: "official" (the model's windows: 2 s for AxLSTM, the training length, e.g.
+            10.24 s, for SSAST/SSAMBA) or "none" (one pass over each clip).
         layer: None (final output), a block index, "all" or a list; several layers are
             concatenated along the feature axis.
         batch_size: windows per forward pass.

@@ -242,6 +242,29 @@ class KaldiFbankConfig:
             **changes,
         )
 
+    @property
+    def frame_size(self) -> int:
+        """Samples per analysis frame (400 at 16 kHz)."""
+        return int(self.sample_rate * self.frame_length_ms * 0.001)
+
+    @property
+    def frame_shift(self) -> int:
+        """Samples between frame starts (160 at 16 kHz)."""
+        return int(self.sample_rate * self.frame_shift_ms * 0.001)
+
+    @property
+    def pad_value(self) -> float:
+        """What a zero-padded frame holds in the model input: the padding is a zero log-mel
+        row, so after normalisation ``-mean / (2 std)`` (+0.467 for AudioSet statistics)."""
+        return (0.0 - self.mean) / (self.std * 2) if self.normalize else 0.0
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames of a clip of ``num_samples`` samples before pad/crop (``snip_edges``):
+        ``1 + (N - size) // shift``, 0 when shorter than one frame."""
+        if num_samples < self.frame_size:
+            return 0
+        return 1 + (num_samples - self.frame_size) // self.frame_shift
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -271,9 +294,7 @@ class KaldiFbankFrontEnd(nn.Module):
         cfg = self.config
         if cfg.target_length is not None:
             return cfg.target_length
-        size = int(cfg.sample_rate * cfg.frame_length_ms * 0.001)
-        shift = int(cfg.sample_rate * cfg.frame_shift_ms * 0.001)
-        return 1 + (num_samples - size) // shift
+        return 1 + (num_samples - cfg.frame_size) // cfg.frame_shift
 
     def forward(self, wave: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
         cfg = self.config
@@ -303,15 +324,30 @@ class KaldiFbankFrontEnd(nn.Module):
         return ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items())
 
 
-def build_front_end(config: dict[str, Any] | None = None) -> nn.Module:
-    """The front end a release's ``"front_end"`` dict describes.
+def build_front_end(config: Any = None) -> nn.Module:
+    """The front end a model or a release describes: the one dispatch on the input kind.
 
-    ``{"kind": "kaldi_fbank", ...}`` gives :class:`KaldiFbankFrontEnd`; a dict without ``kind``
-    (every AxLSTM release) or with ``kind == "log_mel"`` gives the AxLSTM
-    :class:`~axlstm.audio.features.LogMelFrontEnd`.
+    Args:
+        config: a release's ``"front_end"`` dict, a model's ``front_end_config``
+            (:class:`KaldiFbankConfig` or :class:`~axlstm.audio.features.FrontEndConfig`), or
+            None (the AxLSTM defaults). ``{"kind": "kaldi_fbank", ...}`` gives
+            :class:`KaldiFbankFrontEnd`; a dict without ``kind`` (every AxLSTM release) or with
+            ``kind == "log_mel"`` gives the AxLSTM
+            :class:`~axlstm.audio.features.LogMelFrontEnd`.
+
+    Raises:
+        ValueError: an unknown kind or an object that is neither a dict nor a config.
     """
     from axlstm.audio.features import FrontEndConfig, LogMelFrontEnd
 
+    if isinstance(config, KaldiFbankConfig):
+        return KaldiFbankFrontEnd(config)
+    if isinstance(config, FrontEndConfig):
+        return LogMelFrontEnd(config)
+    if config is not None and not isinstance(config, dict):
+        raise ValueError(
+            f"expected a front-end dict or config, got {type(config).__name__}: {config!r}"
+        )
     config = dict(config or {})
     kind = config.get("kind", "log_mel")
     if kind == "kaldi_fbank":

@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     def show(r: dict) -> None:
         print(
-            f"{r['model']:<16} {r['mode']:<9} {r['seconds']:>7g} s  batch {r['batch']:<3} "
+            f"{r['model']:<22} {r['mode']:<9} {r['seconds']:>7g} s  batch {r['batch']:<3} "
             f"{r['time_s']:9.3f} s  {r['peak_mem_bytes'] / 2**30:7.2f} GiB",
             flush=True,
         )

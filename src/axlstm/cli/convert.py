@@ -1,13 +1,31 @@
-"""``axlstm convert``: an official AxLSTM/SSAST checkpoint to a release folder."""
+"""``axlstm convert``: an official AxLSTM/SSAST/SSAMBA checkpoint to a release folder."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import hashlib
 import sys
+import typing
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from axlstm.checkpoint import load_official
+
+EXAMPLES = """\
+examples:
+  axlstm convert axlstm_tiny.pth out/axlstm_tiny --arch axlstm_tiny
+  axlstm convert SSAST-Tiny-Patch-400.pth out/ssast_tiny --arch ssast_orig_tiny_patch
+  axlstm convert esc50_finetuned.pth out/ssast_esc50 --arch ssast_orig_base_patch \\
+      --set patch_stride=10,10 img_size=512,128
+  axlstm convert ssamba_tiny_300.pth out/ssamba_tiny --arch ssamba_tiny --set mask_patch=300
+
+--set takes any field of the preset's config (``axlstm models`` lists the presets); values are
+read as YAML and converted to the field's type (tuples as ``10,10`` or ``[10, 10]``).
+"""
 
 
 def add_parser(sub) -> None:
@@ -15,14 +33,18 @@ def add_parser(sub) -> None:
         "convert",
         help="convert an official checkpoint into a release folder",
         description=(
-            "Read an official AxLSTM/SSAST checkpoint ({'model': ...} or a full training "
-            "checkpoint) without executing pickled code, check it against a preset and write "
-            "OUT_DIR/config.json + OUT_DIR/model.safetensors."
+            "Read an official AxLSTM/SSAST/SSAMBA checkpoint ({'model': ...}, a full training "
+            "checkpoint or a raw DataParallel state dict) without executing pickled code, "
+            "check it against a preset and write OUT_DIR/config.json + OUT_DIR/model.safetensors."
         ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", type=Path, help="official .pth file")
     p.add_argument("out_dir", type=Path, help="release folder to write")
-    p.add_argument("--arch", required=True, help="preset, e.g. axlstm_tiny or ssast_base")
+    p.add_argument(
+        "--arch", required=True, help="preset, e.g. axlstm_tiny, ssast_orig_base_patch, ssamba_tiny"
+    )
     p.add_argument("--embed-dim", type=int, help="override the preset width")
     p.add_argument("--depth", type=int, help="override the preset depth")
     p.add_argument("--num-heads", type=int, help="attention heads (ssast presets)")
@@ -31,24 +53,82 @@ def add_parser(sub) -> None:
         choices=("time", "official"),
         help="frame order stored as the release default (default: time, the corrected order)",
     )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help=(
+            "config fields of the preset, e.g. patch_stride=10,10 img_size=512,128 "
+            "mask_patch=250 (fine-tuned SSAST/SSAMBA checkpoints need their patch_stride and "
+            "img_size); wins over the flags above"
+        ),
+    )
     p.set_defaults(run=run)
 
 
+def _config_class(arch: str) -> type:
+    from axlstm.models import create_model
+
+    with torch.device("meta"):  # the preset's config class, no weights allocated
+        return type(create_model(arch).config)
+
+
+def parse_overrides(items: list[str], arch: str) -> dict[str, Any]:
+    """``key=value`` strings as typed config values of preset ``arch``.
+
+    Raises:
+        ValueError: malformed item, unknown key (with the closest known one), or a value that
+            does not fit the field's type.
+    """
+    from axlstm.engine.config import ConfigError, coerce_value, parse_value
+
+    if not items:
+        return {}
+    cls = _config_class(arch)
+    names = [f.name for f in dataclasses.fields(cls)]
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r} is not of the form key=value")
+        key, text = (part.strip() for part in item.split("=", 1))
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"--set: unknown config key {key!r} for {arch} ({cls.__name__}){hint}; known "
+                f"keys: {', '.join(names)}"
+            )
+        value = parse_value(text)
+        try:
+            out[key] = coerce_value(value, hints[key], key)
+        except ConfigError:
+            if not (isinstance(value, str) and "," in value):
+                raise
+            parts = [parse_value(v.strip()) for v in value.split(",")]  # "10,10" -> [10, 10]
+            out[key] = coerce_value(parts, hints[key], key)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    model = load_official(
-        args.checkpoint,
-        args.arch,
-        embed_dim=args.embed_dim,
-        depth=args.depth,
-        num_heads=args.num_heads,
-        frame_layout=args.frame_layout,
-    )
+    overrides = {
+        "embed_dim": args.embed_dim,
+        "depth": args.depth,
+        "num_heads": args.num_heads,
+        "frame_layout": args.frame_layout,
+        **parse_overrides(list(args.overrides), args.arch),
+    }
+    model = load_official(args.checkpoint, args.arch, **overrides)
     digest = hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()
     model.save_pretrained(
         args.out_dir,
         official_checkpoint=args.checkpoint.name,
         official_checkpoint_sha256=digest,
         converted_from_arch=args.arch,
+        overrides={k: v for k, v in overrides.items() if v is not None},
     )
     n = model.num_parameters("encoder")
     print(f"wrote {args.out_dir} ({args.arch}, {n:,} encoder parameters)", file=sys.stdout)

@@ -36,8 +36,9 @@ from axlstm.embedding import (
     front_end_config,
     iter_file_embeddings,
     layer_labels,
+    model_layers,
+    model_window,
     parse_layers,
-    parse_window,
     resolve_model,
 )
 from axlstm.embedding.streaming import stream_file_embedding
@@ -75,7 +76,7 @@ def add_parser(sub) -> None:
         "--batch-size",
         type=int,
         default=16,
-        help="2 s windows (whole clips with --window none) per forward pass (default 16)",
+        help="windows (whole clips with --window none) per forward pass (default 16)",
     )
     p.add_argument(
         "--layer",
@@ -85,7 +86,10 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--window",
         default="official",
-        help="'official' (2 s windows, default), 'none' (whole clip in one pass) or frames",
+        help=(
+            "'official' (the model's windows, default: 2 s for AxLSTM, the training length "
+            "for SSAST/SSAMBA), 'none' (whole clip in one pass) or frames"
+        ),
     )
     p.add_argument(
         "--frame-layout",
@@ -256,8 +260,8 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     model = resolve_model(args.model, device=device, frame_layout=args.frame_layout)
     front_end = front_end_config(model)  # fails early for models with another input kind
-    parse_window(args.window, model.config.patch_size[0])
-    indices, single = parse_layers(args.layer, model.config.depth)
+    model_window(model, args.window)
+    indices, single = parse_layers(args.layer, model_layers(model))
     dim = (model.frame_dim,) if single else (len(indices), model.frame_dim)
     paths = collect_inputs(args.inputs)
     if not paths:
@@ -283,6 +287,11 @@ def run(args: argparse.Namespace) -> int:
     if args.stream:
         if not single or indices != [None]:
             raise ValueError("--stream gives the final output only: leave --layer at 'last'")
+        if not hasattr(model.config, "alternation"):  # SSAST / SSAMBA: bidirectional
+            raise ValueError(
+                "--stream needs a causal AxLSTM (alternation='unidirectional'); "
+                f"{type(model).__name__} models cannot stream"
+            )
         embedder = StreamingEmbedder(model)  # refuses models that cannot stream
         settings["window"] = f"stream ({args.block_seconds:g} s blocks)"
         results = (stream_file_embedding(embedder, p, args.block_seconds) for p in paths)

@@ -15,9 +15,14 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
-    print(f"{'name':<16} {'family':<8} {'dim':>5} {'depth':>5} {'encoder params':>15}")
+    rows = []
     for name in names:
         m = create_model(name)
         c = m.config
-        print(f"{name:<16} {c.family:<8} {c.embed_dim:>5} {c.depth:>5} {m.num_parameters():>15,}")
+        rows.append((name, c.family, c.embed_dim, c.depth, m.num_parameters()))
+    wn = max([len("name"), *(len(r[0]) for r in rows)])
+    wf = max([len("family"), *(len(r[1]) for r in rows)])
+    print(f"{'name':<{wn}} {'family':<{wf}} {'dim':>5} {'depth':>5} {'encoder params':>15}")
+    for name, family, dim, depth, params in rows:
+        print(f"{name:<{wn}} {family:<{wf}} {dim:>5} {depth:>5} {params:>15,}")
     return 0

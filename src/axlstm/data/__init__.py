@@ -10,8 +10,16 @@ Entry points:
 from __future__ import annotations
 
 from axlstm.data import procedural
-from axlstm.data.clips import BAD_REASONS, BadItem, ClipProcessor, crop_or_tile, normalize_clip
-from axlstm.data.config import DataConfig
+from axlstm.data.clips import (
+    BAD_REASONS,
+    BadItem,
+    ClipProcessor,
+    FbankClipProcessor,
+    crop_or_tile,
+    make_processor,
+    normalize_clip,
+)
+from axlstm.data.config import DataConfig, FbankDataConfig
 from axlstm.data.procedural import ProceduralCorpus
 from axlstm.data.shards import expand_shards, iter_tar_samples, list_inputs, write_shards
 from axlstm.data.sources import FileSource, PathTable, ProceduralSource, read_manifest, scan_folder
@@ -32,6 +40,8 @@ __all__ = [
     "ClipProcessor",
     "DataConfig",
     "DataStream",
+    "FbankClipProcessor",
+    "FbankDataConfig",
     "FileSource",
     "IndexedDataset",
     "IndexedStream",
@@ -45,6 +55,7 @@ __all__ = [
     "expand_shards",
     "iter_tar_samples",
     "list_inputs",
+    "make_processor",
     "normalize_clip",
     "procedural",
     "read_manifest",

@@ -3,6 +3,39 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class FbankDataConfig:
+    """How clips become model inputs for models on the Kaldi fbank front end (the original
+    SSAST and SSAMBA; SPEC-SSAST-SSAMBA §A1-A2). The defaults are the official pretraining
+    loader: the first ``target_length`` frames (the model's, 1024), zero log-mel rows appended
+    to shorter clips, no augmentation. Fine-tuning recipes add SpecAugment and noise.
+
+    Waveform-level mixup (a fine-tuning augmentation, rate 0 in every pretraining script) is
+    not offered: it needs a second clip per item.
+
+    Attributes:
+        crop: "start" (official: keep the first frames) or "random" (a uniform start).
+        pad: "zeros" (official: zero log-mel rows at the end, +0.467 after AudioSet
+            normalisation) or "tile" (repeat the clip).
+        freqm: SpecAugment frequency mask width bound (0: off; fine-tuning 24-48), torchaudio
+            semantics: one mask of width ``floor(U * freqm)``, written as 0 before normalising.
+        timem: SpecAugment time mask width bound (0: off; fine-tuning 48-192).
+        noise: after normalising add ``U(0, 1) * r / 10`` noise (``r ~ U(0, 1)``) and roll the
+            clip in time by an integer in [-10, 9] frames, as the official loader's noise.
+    """
+
+    crop: Literal["start", "random"] = "start"
+    pad: Literal["zeros", "tile"] = "zeros"
+    freqm: int = 0
+    timem: int = 0
+    noise: bool = False
+
+    def validate(self) -> None:
+        if self.freqm < 0 or self.timem < 0:
+            raise ValueError("data.fbank.freqm and data.fbank.timem must be >= 0")
 
 
 @dataclass
@@ -15,7 +48,8 @@ class DataConfig:
         num_workers: DataLoader worker processes per rank (0: load in the training process).
         prefetch_factor: batches each worker prepares ahead.
         pin_memory: pin host batches when training on CUDA.
-        crop_frames: frames per training crop (200 = 2 s at a 10 ms hop).
+        crop_frames: frames per training crop (200 = 2 s at a 10 ms hop) of log-mel models;
+            models on the Kaldi fbank front end use their own ``target_length`` instead.
         silence_ptp: peak-to-peak amplitude at or below which a clip counts as silent.
         max_bad_attempts: replacement draws for one sample before the run gives up (the data
             is then mostly unusable and an error says so).
@@ -27,6 +61,7 @@ class DataConfig:
         procedural_size: clips in the procedural corpus (its epoch length).
         procedural_seed: identity of the procedural corpus.
         procedural_seconds: (min, max) duration of procedural clips.
+        fbank: crops and augmentation for Kaldi fbank models (:class:`FbankDataConfig`).
     """
 
     paths: list[str] = field(default_factory=list)
@@ -41,6 +76,7 @@ class DataConfig:
     procedural_size: int = 100_000
     procedural_seed: int = 0
     procedural_seconds: tuple[float, float] = (1.0, 4.0)
+    fbank: FbankDataConfig = field(default_factory=FbankDataConfig)
 
     def validate(self) -> None:
         if self.num_workers < 0:

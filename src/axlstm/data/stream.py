@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
-from axlstm.data.clips import BadItem, ClipProcessor
+from axlstm.data.clips import BadItem, ClipProcessor, make_processor
 from axlstm.data.config import DataConfig
 from axlstm.data.procedural import ProceduralCorpus
 from axlstm.data.shards import decode_sample, expand_shards, iter_raw_samples, shard_counts
@@ -506,6 +506,7 @@ def build_stream(
     micro_batch: int,
     states: Sequence[dict[str, Any]] | None = None,
     pin_memory: bool = False,
+    processor: ClipProcessor | None = None,
 ) -> DataStream:
     """The stream of one rank for ``cfg.paths`` (procedural when empty).
 
@@ -513,9 +514,12 @@ def build_stream(
         seed: data seed (the same on every rank).
         micro_batch: clips per batch on this rank.
         states: ``state_dict()`` of every rank from a checkpoint, to resume.
+        processor: what turns a clip into a model input (default: the AxLSTM log-mel crop of
+            ``cfg.crop_frames`` frames; see :func:`axlstm.data.clips.make_processor`).
     """
     kind, payload = resolve_data(cfg)
-    processor = ClipProcessor(cfg.crop_frames, silence_ptp=cfg.silence_ptp)
+    if processor is None:
+        processor = make_processor(cfg)
     if kind == "shards":
         return ShardStream(
             payload, processor, cfg, seed, rank, world, micro_batch, states, pin_memory

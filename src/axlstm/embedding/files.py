@@ -16,7 +16,13 @@ import numpy as np
 import torch
 
 from axlstm.audio import AUDIO_EXTENSIONS, load_audio
-from axlstm.embedding.extract import check_clip, embed, front_end_config, parse_window
+from axlstm.embedding.extract import (
+    check_clip,
+    embed,
+    front_end_config,
+    model_window,
+    num_input_frames,
+)
 
 __all__ = ["FileEmbedding", "collect_inputs", "iter_file_embeddings", "read_manifest"]
 
@@ -140,7 +146,7 @@ def iter_file_embeddings(
         window, **options: passed to :func:`axlstm.embedding.embed` (layer, frame_layout,
             precision).
     """
-    win = parse_window(window, model.config.patch_size[0])
+    win = model_window(model, window)
     fe = front_end_config(model)
     pending: list[tuple[str, torch.Tensor | None, str | None]] = []
     load = 0
@@ -169,8 +175,8 @@ def iter_file_embeddings(
             wave = load_audio(path, fe.sample_rate)  # (N,) mono float32 at the model's rate
             wave = check_clip(wave, fe.sample_rate, path, fe)  # too short: fail here, not later
             pending.append((path, wave, None))
-            n_mel = 1 + wave.shape[0] // fe.hop_length
-            load += 1 if win is None else -(-n_mel // win)
+            n_in = num_input_frames(fe, wave.shape[0])
+            load += 1 if win is None else -(-n_in // win)
         except Exception as err:
             pending.append((path, None, _reason(err)))
         if load >= batch_size or len(pending) >= max(batch_size, 64):

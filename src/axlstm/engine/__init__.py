@@ -30,7 +30,12 @@ from axlstm.engine.config import (
     config_to_yaml,
 )
 from axlstm.engine.distributed import DistInfo, setup_distributed, teardown_distributed
-from axlstm.engine.optim import WarmupCosine, build_optimizer, param_groups_weight_decay
+from axlstm.engine.optim import (
+    WarmupCosine,
+    WarmupPlateau,
+    build_optimizer,
+    param_groups_weight_decay,
+)
 from axlstm.engine.precision import Precision, resolve_precision
 from axlstm.engine.trainer import (
     NonFiniteLossError,
@@ -56,6 +61,7 @@ __all__ = [
     "Trainer",
     "TrainerCallback",
     "WarmupCosine",
+    "WarmupPlateau",
     "apply_overrides",
     "atomic_save",
     "build_optimizer",

@@ -27,6 +27,7 @@ __all__ = [
     "OptimConfig",
     "ScheduleConfig",
     "apply_overrides",
+    "coerce_value",
     "config_from_dict",
     "config_to_dict",
     "config_to_yaml",
@@ -43,20 +44,25 @@ class ConfigError(ValueError):
 # ------------------------------------------------------------------------------- the sections
 @dataclass
 class OptimConfig:
-    """AdamW and its batch-size rule (SPEC §5).
+    """AdamW and its batch-size rule (SPEC §5); Adam for the original SSAST.
 
     Attributes:
+        name: "adamw" (decoupled weight decay; AxLSTM, SSAMBA) or "adam" (decay added to the
+            gradient as L2: the original SSAST, SPEC-SSAST-SSAMBA §A8).
         global_batch: clips per optimiser step over all ranks and accumulation micro-batches.
         base_lr: learning rate per 256 clips: the peak is ``base_lr * global_batch / 256``.
         lr: absolute peak learning rate; overrides the rule when set.
         min_lr: floor the cosine decays to.
         betas, eps: AdamW moments.
-        weight_decay: applied to weight matrices only; tensors with ndim <= 1 and biases
-            get none (timm's ``param_groups_weight_decay``).
+        weight_decay: decay strength (see ``weight_decay_scope``).
+        weight_decay_scope: "weights" (weight matrices only; tensors with ndim <= 1 and biases
+            get none, timm's ``param_groups_weight_decay``) or "all" (every trainable
+            parameter, as the SSAST/SSAMBA optimisers over ``model.parameters()``).
         grad_accum: micro-batches per optimiser step.
         clip_grad_norm: clip the global gradient norm to this (None: no clipping, as officially).
     """
 
+    name: Literal["adamw", "adam"] = "adamw"
     global_batch: int = 1024
     base_lr: float = 1.5e-4
     lr: float | None = None
@@ -64,6 +70,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     weight_decay: float = 0.05
+    weight_decay_scope: Literal["weights", "all"] = "weights"
     grad_accum: int = 1
     clip_grad_norm: float | None = None
 
@@ -81,6 +88,8 @@ class OptimConfig:
             raise ConfigError(f"optim.betas must be in [0, 1), got {self.betas}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ConfigError("optim.clip_grad_norm must be positive (or null for no clipping)")
+        if self.weight_decay < 0:
+            raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
 
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else self.base_lr * self.global_batch / 256
@@ -88,7 +97,8 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Length of training and the per-step warm-up + half-cosine schedule.
+    """Length of training and the per-step learning-rate schedule: a warm-up, then a
+    half-cosine (AxLSTM) or ReduceLROnPlateau on a logged metric (SSAST/SSAMBA).
 
     Attributes:
         epochs: training length in epochs.
@@ -98,6 +108,21 @@ class ScheduleConfig:
         max_steps: total steps; overrides ``epochs``. The warm-up then keeps its share of
             the run (``warmup_epochs / epochs``) unless ``warmup_steps`` is given.
         warmup_steps: warm-up length in steps; overrides ``warmup_epochs``.
+        warmup_stair: the warm-up lr changes every this many steps (1: a linear ramp; the
+            official SSAST/SSAMBA loop resets it to ``step / 1000 * peak`` every 50 steps).
+        decay: after the warm-up, "cosine" (half-cosine to ``optim.min_lr`` at the end) or
+            "plateau" (the peak, multiplied by ``plateau_factor`` whenever ``plateau_metric``
+            has not improved for more than ``plateau_patience`` checks; never below
+            ``optim.min_lr``).
+        plateau_every: steps between plateau checks (SSAST: 800 tiny, 4000 base). The metric
+            is the mean of the training records over those steps: the official code measures
+            MPC accuracy on the AudioSet evaluation set instead, which this trainer does not
+            hold.
+        plateau_metric: a metric the task logs ("acc", "nce", "mse" for SSAST/SSAMBA) or
+            "loss".
+        plateau_mode: "max" (accuracy) or "min" (a loss).
+        plateau_factor, plateau_patience, plateau_threshold: ReduceLROnPlateau's factor (0.5),
+            patience (2) and relative threshold (1e-4).
     """
 
     epochs: float = 100.0
@@ -105,6 +130,14 @@ class ScheduleConfig:
     warmup_epochs: float = 10.0
     max_steps: int | None = None
     warmup_steps: int | None = None
+    warmup_stair: int = 1
+    decay: Literal["cosine", "plateau"] = "cosine"
+    plateau_every: int = 4000
+    plateau_metric: str = "acc"
+    plateau_mode: Literal["max", "min"] = "max"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    plateau_threshold: float = 1e-4
 
     def validate(self) -> None:
         if self.epochs <= 0 or self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
@@ -115,6 +148,15 @@ class ScheduleConfig:
             raise ConfigError("schedule.max_steps must be positive (or null)")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise ConfigError("schedule.warmup_steps must be >= 0 (or null)")
+        if self.warmup_stair < 1 or self.plateau_every < 1 or self.plateau_patience < 0:
+            raise ConfigError(
+                "schedule.warmup_stair and schedule.plateau_every must be >= 1, "
+                "schedule.plateau_patience >= 0"
+            )
+        if not 0.0 < self.plateau_factor < 1.0 or self.plateau_threshold < 0:
+            raise ConfigError(
+                "schedule.plateau_factor must be in (0, 1) and schedule.plateau_threshold >= 0"
+            )
 
     def resolve(self, num_items: int | None, global_batch: int) -> tuple[int, int, int]:
         """``(total_steps, warmup_steps, steps_per_epoch)`` for this run."""
@@ -320,6 +362,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if isinstance(tp, type) and isinstance(value, tp):
         return value
     raise ConfigError(f"{key}: cannot convert {value!r} to {_type_name(tp)}")
+
+
+def coerce_value(value: Any, tp: Any, key: str = "value") -> Any:
+    """``value`` converted to type ``tp`` (a field annotation), or a :class:`ConfigError`
+    naming ``key``; the conversion the config tree applies to every field."""
+    return _coerce(value, tp, key)
 
 
 def _unknown_key(cls: type, name: str, prefix: str) -> ConfigError:

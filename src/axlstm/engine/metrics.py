@@ -63,6 +63,8 @@ class MetricsWriter:
         resume_step: keep existing records up to this step (None: start the logs afresh).
         csv_log: also write log.csv.
         tensorboard: write TensorBoard events under RUN_DIR/tensorboard when available.
+        extra_fields: metrics of the task (e.g. "nce", "mse", "acc" for SSAST/SSAMBA), written
+            as extra CSV columns and TensorBoard scalars.
     """
 
     def __init__(
@@ -71,8 +73,11 @@ class MetricsWriter:
         resume_step: int | None = None,
         csv_log: bool = True,
         tensorboard: bool = True,
+        extra_fields: tuple[str, ...] | list[str] = (),
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.extra_fields = tuple(f for f in extra_fields if f not in CSV_FIELDS)
+        self.fields = (*CSV_FIELDS, *self.extra_fields)
         self.jsonl_path = self.run_dir / "log.jsonl"
         self.csv_path = self.run_dir / "log.csv"
         kept = []
@@ -84,7 +89,7 @@ class MetricsWriter:
         self._csv = None
         if csv_log:
             self._csv_file = open(self.csv_path, "a", encoding="utf-8", newline="")  # noqa: SIM115
-            self._csv = csv.DictWriter(self._csv_file, CSV_FIELDS, extrasaction="ignore")
+            self._csv = csv.DictWriter(self._csv_file, self.fields, extrasaction="ignore")
         self.tb = None
         if tensorboard:
             try:
@@ -104,7 +109,7 @@ class MetricsWriter:
         if csv_log:
             tmp = self.csv_path.with_name(".log.csv.tmp")
             with open(tmp, "w", encoding="utf-8", newline="") as f:
-                writer = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
+                writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(records)
             os.replace(tmp, self.csv_path)
@@ -118,7 +123,7 @@ class MetricsWriter:
             self._csv_file.flush()
         if self.tb is not None:
             step = int(record["step"])
-            for key in ("loss", "lr", "clips_per_s", "grad_norm", "epoch"):
+            for key in ("loss", "lr", "clips_per_s", "grad_norm", "epoch", *self.extra_fields):
                 value = record.get(key)
                 if isinstance(value, (int, float)):
                     self.tb.add_scalar(f"train/{key}", value, step)

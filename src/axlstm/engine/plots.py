@@ -56,7 +56,7 @@ def plot_loss(records: Sequence[dict[str, Any]], path: str | Path) -> Path | Non
     steps, losses = zip(*points, strict=True)
     ax.plot(steps, losses, color="tab:blue", lw=1.2, label="loss")
     ax.set_xlabel("step")
-    ax.set_ylabel("patch MSE")
+    ax.set_ylabel("training loss")
     if min(losses) > 0:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)

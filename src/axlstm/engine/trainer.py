@@ -52,7 +52,7 @@ from axlstm.engine.distributed import (
     teardown_distributed,
 )
 from axlstm.engine.metrics import MetricsWriter, read_records
-from axlstm.engine.optim import WarmupCosine, build_optimizer
+from axlstm.engine.optim import WarmupCosine, WarmupPlateau, build_optimizer
 from axlstm.engine.precision import Precision, resolve_precision
 
 __all__ = [
@@ -101,7 +101,10 @@ class TrainTask(Protocol):
 
     def training_loss(
         self, model: nn.Module, spec: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor: ...
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of a batch; or ``(loss, metrics)`` with scalar tensors named by
+        ``metric_names`` (optional method), which are averaged and logged like the loss."""
+        ...
 
     def finish(self, model: nn.Module, spec: torch.Tensor | None, run_dir: Path) -> None: ...
 
@@ -187,6 +190,11 @@ class Trainer:
         # Loss sum and step count since the last log record (saved, so a resumed run logs
         # the same averages as an uninterrupted one).
         self._log_loss, self._log_n = 0.0, 0
+        # The same for the task's metrics (e.g. SSAST's nce / mse / acc), and the sum and count
+        # of the plateau metric since the last plateau check.
+        self.metric_names: list[str] = []
+        self._log_metrics: dict[str, float] = {}
+        self._plateau_sum, self._plateau_n = 0.0, 0
         self._stop_requested = False
         self._named_skips: set[str] = set()
         self.stopped_early = False
@@ -238,6 +246,15 @@ class Trainer:
         if state is not None:
             model.load_state_dict(state["model"])
         self.model = model.to(dev)
+        names = getattr(self.task, "metric_names", None)
+        self.metric_names = [str(n) for n in names(model)] if callable(names) else []
+        self._log_metrics = dict.fromkeys(self.metric_names, 0.0)
+        sched = cfg.schedule
+        if sched.decay == "plateau" and sched.plateau_metric not in ("loss", *self.metric_names):
+            raise ConfigError(
+                f"schedule.plateau_metric={sched.plateau_metric!r} is not logged by this model; "
+                f"choose one of {['loss', *self.metric_names]}"
+            )
         _seed_everything(e.seed + self.dist.rank)  # as officially: seed + rank
 
         self.data = self.task.build_data(
@@ -252,9 +269,31 @@ class Trainer:
         self.total_steps, self.steps_per_epoch = total, spe
         self.peak_lr = cfg.optim.peak_lr()
         self.optimizer = build_optimizer(
-            self.model, self.peak_lr, cfg.optim.weight_decay, cfg.optim.betas, cfg.optim.eps
+            self.model,
+            self.peak_lr,
+            cfg.optim.weight_decay,
+            cfg.optim.betas,
+            cfg.optim.eps,
+            name=cfg.optim.name,
+            decay_scope=cfg.optim.weight_decay_scope,
         )
-        self.scheduler = WarmupCosine(self.optimizer, self.peak_lr, warmup, total, cfg.optim.min_lr)
+        if sched.decay == "plateau":
+            self.scheduler = WarmupPlateau(
+                self.optimizer,
+                self.peak_lr,
+                warmup,
+                total,
+                cfg.optim.min_lr,
+                stair=sched.warmup_stair,
+                mode=sched.plateau_mode,
+                factor=sched.plateau_factor,
+                patience=sched.plateau_patience,
+                threshold=sched.plateau_threshold,
+            )
+        else:
+            self.scheduler = WarmupCosine(
+                self.optimizer, self.peak_lr, warmup, total, cfg.optim.min_lr, sched.warmup_stair
+            )
         self.scaler = self.precision.grad_scaler()
         self.mask_generator = torch.Generator(device=dev)
         if state is not None:
@@ -276,6 +315,7 @@ class Trainer:
                 resume_step=self.step if state is not None else None,
                 csv_log=cfg.logging.csv,
                 tensorboard=cfg.logging.tensorboard,
+                extra_fields=self.metric_names,
             )
         logger.info(
             "training %s on %s: %d rank(s) x %d clips x %d accumulation = %d clips/step, "
@@ -302,7 +342,15 @@ class Trainer:
         self.micro_batches = int(state["micro_batches"])
         self.last_loss = state.get("loss")
         self._log_loss, self._log_n = state.get("log_interval", (0.0, 0))
-        old_sched, new_sched = state.get("scheduler", {}), self.scheduler.state_dict()
+        for name, value in (state.get("log_metrics") or {}).items():
+            if name in self._log_metrics:
+                self._log_metrics[name] = float(value)
+        self._plateau_sum, self._plateau_n = state.get("plateau_interval", (0.0, 0))
+        old_sched, new_sched = dict(state.get("scheduler", {})), self.scheduler.state_dict()
+        progress = old_sched.pop("progress", None)
+        new_sched.pop("progress", None)
+        if progress is not None and hasattr(self.scheduler, "load_progress"):
+            self.scheduler.load_progress(progress)  # the plateau's best value and reductions
         if old_sched and old_sched != new_sched:
             logger.warning("the schedule changed on resume: %s -> %s", old_sched, new_sched)
         rngs, skips = state.get("rng", []), state.get("skipped", [])
@@ -394,6 +442,9 @@ class Trainer:
         batches = iter(self.data)
         loss_acc = torch.zeros((), device=dev)
         bad_acc = torch.zeros((), device=dev)
+        metric_acc = torch.zeros(len(self.metric_names), device=dev)
+        plateau = cfg.schedule.decay == "plateau"
+        plateau_every = cfg.schedule.plateau_every
         acc_steps = 0
         log_clips = 0
         t_log = t_step = time.perf_counter()
@@ -416,8 +467,16 @@ class Trainer:
                 with sync:
                     with self.precision.autocast():
                         loss = self.task.training_loss(self.train_model, spec, self.mask_generator)
+                    loss, extra = loss if isinstance(loss, tuple) else (loss, {})
                     self.scaler.scale(loss / accum).backward()
                 step_loss += loss.detach().float() / accum
+                if self.metric_names:
+                    metric_acc += (
+                        torch.stack(
+                            [extra[n].detach().float().reshape(()) for n in self.metric_names]
+                        )
+                        / accum
+                    )
                 self.micro_batches += 1
                 clips += spec.shape[0]
             self._last_spec = batch["spec"]
@@ -428,23 +487,35 @@ class Trainer:
             next_step = self.step + 1
             logging_now = next_step % log_every == 0 or next_step == self.total_steps
             saving_now = next_step % ckpt_every == 0 or next_step == self.total_steps
+            plateau_now = plateau and next_step % plateau_every == 0
             stop_now = False
             if (
                 next_step % e.check_finite_every == 0
                 or logging_now
                 or saving_now
+                or plateau_now
                 or e.crash_after_step == next_step
             ):
                 stop = torch.tensor(float(self._stop_requested), device=dev)
-                stats = all_reduce_sum(torch.stack([loss_acc, bad_acc, stop]), self.dist).tolist()
+                packed = torch.cat([torch.stack([loss_acc, bad_acc, stop]), metric_acc])
+                stats = all_reduce_sum(packed, self.dist).tolist()
                 if stats[1] > 0:
                     self._non_finite(next_step, stats[0])
                 stop_now = stats[2] > 0  # every rank stops at the same step
-                self.last_loss = stats[0] / (self.dist.world_size * acc_steps)
-                self._log_loss += stats[0] / self.dist.world_size
+                world = self.dist.world_size
+                self.last_loss = stats[0] / (world * acc_steps)
+                self._log_loss += stats[0] / world
                 self._log_n += acc_steps
+                for name, value in zip(self.metric_names, stats[3:], strict=True):
+                    self._log_metrics[name] += value / world
+                if plateau:
+                    metric = cfg.schedule.plateau_metric
+                    value = stats[0] if metric == "loss" else stats[3 + self._metric_index(metric)]
+                    self._plateau_sum += value / world
+                    self._plateau_n += acc_steps
                 loss_acc.zero_()
                 bad_acc.zero_()
+                metric_acc.zero_()
                 acc_steps = 0
 
             grad_norm = None
@@ -459,6 +530,8 @@ class Trainer:
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.step = next_step
+            if plateau_now:
+                self._plateau_check()
 
             now = time.perf_counter()
             log_clips += clips
@@ -470,9 +543,12 @@ class Trainer:
                 )
             t_step = now
             if logging_now:
-                loss_mean = self._log_loss / max(self._log_n, 1)
-                self._log(lr, loss_mean, log_clips, now - t_log, grad_norm)
+                n = max(self._log_n, 1)
+                loss_mean = self._log_loss / n
+                metrics = {k: v / n for k, v in self._log_metrics.items()}
+                self._log(lr, loss_mean, log_clips, now - t_log, grad_norm, metrics)
                 self._log_loss, self._log_n = 0.0, 0
+                self._log_metrics = dict.fromkeys(self.metric_names, 0.0)
                 log_clips, t_log = 0, now
             if saving_now or stop_now:
                 self._save()
@@ -482,6 +558,25 @@ class Trainer:
                 logger.warning("stopped at step %d; continue with --resume", self.step)
                 self.stopped_early = True
                 break
+
+    def _metric_index(self, name: str) -> int:
+        return self.metric_names.index(name)
+
+    def _plateau_check(self) -> None:
+        """ReduceLROnPlateau on the mean of the plateau metric since the last check."""
+        sched = self.cfg.schedule
+        value = self._plateau_sum / max(self._plateau_n, 1)
+        self._plateau_sum, self._plateau_n = 0.0, 0
+        if self.scheduler.plateau_step(value, self.step):
+            logger.info(
+                "step %d: %s %.6g has not improved on %.6g for %d checks; lr -> %.3g",
+                self.step,
+                sched.plateau_metric,
+                value,
+                self.scheduler.best,
+                sched.plateau_patience + 1,
+                self.scheduler.lr_at(self.step),
+            )
 
     def _note_skips(self, events: list[tuple[str, str]]) -> None:
         """Count skipped items; name each one in the log the first time it is met."""
@@ -515,7 +610,13 @@ class Trainer:
         )
 
     def _log(
-        self, lr: float, loss: float, clips: int, seconds: float, grad_norm: float | None
+        self,
+        lr: float,
+        loss: float,
+        clips: int,
+        seconds: float,
+        grad_norm: float | None,
+        metrics: dict[str, float] | None = None,
     ) -> None:
         counts = all_gather_objects(dict(self.skip_counts), self.dist)
         totals: Counter = sum((Counter(c) for c in counts), Counter())
@@ -525,6 +626,7 @@ class Trainer:
             "step": self.step,
             "epoch": round(self.step / self.steps_per_epoch, 4),
             "loss": loss,
+            **(metrics or {}),
             "lr": lr,
             "clips_per_s": round(clips * self.dist.world_size / max(seconds, 1e-9), 3),
             "samples": self.micro_batches * self.micro_batch * self.dist.world_size,
@@ -558,6 +660,8 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "loss": self.last_loss,
                 "log_interval": [self._log_loss, self._log_n],
+                "log_metrics": dict(self._log_metrics),
+                "plateau_interval": [self._plateau_sum, self._plateau_n],
                 "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                 "model_class": self.task.model_class(self.model),
                 "model_config": self.task.model_config(self.model),

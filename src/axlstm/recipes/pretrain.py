@@ -1,5 +1,10 @@
 """Masked spectrogram pretraining: its config tree, presets and the task the trainer runs.
 
+One task serves every registered model: the AxLSTM-style :class:`axlstm.MaskedSpecModel`
+(log-mel crops, masked patch MSE) and the original SSAST and SSAMBA (Kaldi fbank inputs of their
+training length, the joint MPC + MPG objective; ``nce``, ``mse`` and ``acc`` are logged beside
+the loss). The data pipeline follows the model's ``front_end_config``.
+
 Config flows one way: :class:`PretrainConfig` defaults -> a YAML preset (shipped by name, or
 any file) -> ``key.sub=value`` overrides -> validated tree, saved as RUN_DIR/config.yaml.
 """
@@ -16,6 +21,7 @@ import torch
 import yaml
 from torch import nn
 
+from axlstm.data.clips import make_processor
 from axlstm.data.config import DataConfig
 from axlstm.data.stream import DataStream, build_stream
 from axlstm.engine.config import (
@@ -119,12 +125,24 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
 
 
 # --------------------------------------------------------------------------------------- task
+#: What the original SSAST / SSAMBA joint objective reports besides the loss.
+SSAST_METRICS = ("nce", "mse", "acc")
+
+
+def _is_fbank_model(model: nn.Module) -> bool:
+    from axlstm.models.ssast_original import SSASTFramework
+
+    return isinstance(model, SSASTFramework)
+
+
 class MaskedSpecTask:
-    """Masked spectrogram modelling of :class:`axlstm.MaskedSpecModel` presets."""
+    """Masked spectrogram modelling of any registered preset: :class:`axlstm.MaskedSpecModel`
+    (log-mel crops) or the original SSAST / SSAMBA (Kaldi fbank inputs, joint MPC + MPG)."""
 
     def __init__(self, cfg: PretrainConfig, model: nn.Module | None = None) -> None:
         self.cfg = cfg
         self._model = model
+        self._front_end = None
 
     def build_model(self) -> nn.Module:
         if self._model is not None:
@@ -134,19 +152,48 @@ class MaskedSpecTask:
 
             model = create_model(self.cfg.model.name, **self.cfg.model.overrides)
         self._check_front_end(model)
+        self._check_objective(model)
         return model
 
     def _check_front_end(self, model: nn.Module) -> None:
-        """The data pipeline makes AxLSTM log-mel crops (80 bins); the model must want them."""
+        """Log-mel models get AxLSTM log-mel crops (80 bins); Kaldi fbank models get their own
+        front end's inputs (:func:`axlstm.data.clips.make_processor`)."""
         front = getattr(model, "front_end_config", None)
         kind = front.to_dict().get("kind", "log_mel") if front is not None else "log_mel"
         bins = getattr(getattr(model, "config", None), "img_size", (None, 80))[1]
+        if kind == "kaldi_fbank":
+            if front.target_length is None:
+                raise ConfigError(
+                    f"model {self.cfg.model.name!r}: the fbank front end needs a target_length "
+                    "(the training input length)"
+                )
+            self._front_end = front
+            return
         if kind != "log_mel" or bins != 80:
             raise ConfigError(
                 f"model {self.cfg.model.name!r} expects {kind} input with {bins} bins; "
-                "`axlstm pretrain` feeds the AxLSTM log-mel front end (80 mel bins, per-clip "
-                "standardisation), so it cannot pretrain this model"
+                "`axlstm pretrain` feeds log-mel models the AxLSTM front end (80 mel bins, "
+                "per-clip standardisation), so it cannot pretrain this model"
             )
+        self._front_end = None
+
+    def _check_objective(self, model: nn.Module) -> None:
+        if not _is_fbank_model(model):
+            return
+        cfg = model.config
+        if not cfg.ssl_heads:
+            raise ConfigError(
+                f"model {self.cfg.model.name!r} has no pretraining heads (ssl_heads=false)"
+            )
+        if tuple(cfg.stride) != tuple(cfg.patch_size):
+            raise ConfigError(
+                f"model {self.cfg.model.name!r}: masked pretraining needs non-overlapping "
+                f"patches; patch_stride {cfg.stride} differs from patch_size {cfg.patch_size}"
+            )
+
+    def metric_names(self, model: nn.Module) -> list[str]:
+        """Metrics logged beside the loss: nce, mse and acc for SSAST/SSAMBA."""
+        return list(SSAST_METRICS) if _is_fbank_model(model) else []
 
     def model_config(self, model: nn.Module) -> dict[str, Any]:
         return model.config.to_dict()
@@ -175,16 +222,22 @@ class MaskedSpecTask:
             micro_batch=micro_batch,
             states=states,
             pin_memory=pin_memory and self.cfg.data.pin_memory,
+            processor=make_processor(self.cfg.data, self._front_end),
         )
 
     def training_loss(
         self, model: nn.Module, spec: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor:
-        return model(spec, generator=generator).loss
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = model(spec, generator=generator)
+        if all(hasattr(out, k) for k in SSAST_METRICS):  # SSASTOutput: log its parts
+            return out.loss, {k: getattr(out, k) for k in SSAST_METRICS}
+        return out.loss
 
     def finish(self, model: nn.Module, spec: torch.Tensor | None, run_dir: Path) -> None:
-        """plots/reconstruction.png from the last training batch, with a fixed mask draw."""
-        if spec is None:
+        """plots/reconstruction.png from the last training batch, with a fixed mask draw.
+
+        Not for SSAST/SSAMBA: their predictions cover the masked patches only."""
+        if spec is None or _is_fbank_model(model):
             return
         from axlstm.engine.plots import plot_reconstructions
 
