@@ -16,7 +16,13 @@ from typing import Any, Protocol
 
 import torch
 
-from axlstm.embedding import FileEmbedding, iter_file_embeddings, parse_layers, parse_window
+from axlstm.embedding import (
+    FileEmbedding,
+    iter_file_embeddings,
+    model_layers,
+    parse_layers,
+    parse_window,
+)
 
 __all__ = ["EMBED_PIPELINE_VERSION", "Embedder", "ModelEmbedder", "state_dict_sha256"]
 
@@ -72,7 +78,7 @@ class ModelEmbedder:
         source: str | None = None,
     ) -> None:
         parse_window(window, model.config.patch_size[0])
-        _, single = parse_layers(layer, model.config.depth)
+        _, single = parse_layers(layer, model_layers(model))
         if not single:
             raise ValueError(f"evaluation probes one layer at a time; got layer={layer!r}")
         self.model = model
