@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from axlstm.fileio import atomic_write, atomic_write_text
 from axlstm.models import MODEL_CLASSES, MaskedSpecModel, model_class_name
 
 logger = logging.getLogger(__name__)
@@ -27,18 +26,6 @@ RELEASE_FORMAT = "axlstm-release"
 RELEASE_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_release(
@@ -59,11 +46,9 @@ def save_release(
         "provenance": provenance or {},
     }
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(
-        directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"})
-    )
+    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    _atomic_write(directory / CONFIG_NAME, lambda p: Path(p).write_text(text))
+    atomic_write_text(directory / CONFIG_NAME, text)
     logger.info("saved release %s", directory)
     return directory
 

@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +40,7 @@ from axlstm.embedding import (
     resolve_model,
 )
 from axlstm.embedding.streaming import stream_file_embedding
+from axlstm.fileio import atomic_write
 from axlstm.models.streaming import StreamingEmbedder
 
 logger = logging.getLogger(__name__)
@@ -129,25 +128,12 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
     def write(tmp):
         with open(tmp, "wb") as f:
             np.save(f, array)
 
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def _stack(results, key: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -191,7 +177,7 @@ def write_outputs(out: Path, ok, failed, settings: dict[str, Any], frames: bool,
                     **arrays,
                 )
 
-        _atomic(out, write)
+        atomic_write(out, write)
         written.append(out)
     elif suffix == ".npy":
         _save_npy(out, scene)
@@ -213,7 +199,7 @@ def write_outputs(out: Path, ok, failed, settings: dict[str, Any], frames: bool,
         report["frames_layout"] = "file i: frames[offsets[i]:offsets[i + 1]]"
     report_path = out.with_suffix(".json")
     text = json.dumps(report, indent=2) + "\n"
-    _atomic(report_path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(report_path, lambda tmp: Path(tmp).write_text(text))
     return [*written, report_path]
 
 
@@ -240,7 +226,7 @@ def _write_parquet(out: Path, ok, scene, duration, arrays, settings, failed) -> 
         columns["timestamps"] = pa.ListArray.from_arrays(offsets, pa.array(arrays["timestamps"]))
     meta = {"settings": settings, "failed": [{"file": r.path, "reason": r.error} for r in failed]}
     table = pa.table(columns).replace_schema_metadata({"axlstm": json.dumps(meta)})
-    _atomic(out, lambda tmp: pq.write_table(table, tmp))
+    atomic_write(out, lambda tmp: pq.write_table(table, tmp))
     return out
 
 

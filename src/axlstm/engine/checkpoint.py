@@ -17,12 +17,13 @@ import logging
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from axlstm.fileio import atomic_write
 
 __all__ = [
     "CKPT_FORMAT",
@@ -63,18 +64,11 @@ def _fsync_dir(directory: Path) -> None:
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` through a temp file in the same folder + fsync + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    path = atomic_write(path, write, fsync=True)
     _fsync_dir(path.parent)
     return path
 

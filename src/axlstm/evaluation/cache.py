@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 
 from axlstm.evaluation.embedders import Embedder
 from axlstm.evaluation.tasks import METADATA_NAME, VOCAB_NAME, Task
+from axlstm.fileio import atomic_write
 
 __all__ = [
     "EmbeddingError",
@@ -78,16 +78,11 @@ def cache_key(fingerprint: dict[str, Any], task_digest: str) -> str:
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, write)
 
 
 def _load(path: Path, task: Task) -> dict[str, np.ndarray] | None:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from axlstm.evaluation.stats import aggregate_over_tasks, mean_ci, normalized_scores
+from axlstm.fileio import atomic_write_text
 
 __all__ = ["Outcome", "Report", "write_report"]
 
@@ -120,18 +119,6 @@ class Report:
 
 
 # -------------------------------------------------------------------------------------- files
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        Path(tmp).write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _json_safe(value: Any) -> Any:
     """NaN/inf become null (strict JSON)."""
     if isinstance(value, float):
@@ -301,7 +288,7 @@ def write_report(report: Report, out_dir: str | Path, *, charts: bool = True) ->
     aggregates = report.aggregates()
     normalized = report.normalized()
     paths = {"results": out / "results.json", "details": out / "details.json"}
-    _atomic_text(paths["results"], json.dumps(_json_safe(results), indent=2) + "\n")
+    atomic_write_text(paths["results"], json.dumps(_json_safe(results), indent=2) + "\n")
     details = {
         "settings": report.settings,
         "models": report.model_info,
@@ -316,7 +303,9 @@ def write_report(report: Report, out_dir: str | Path, *, charts: bool = True) ->
             for m in report.models
         },
     }
-    _atomic_text(paths["details"], json.dumps(_json_safe(details), indent=2, default=str) + "\n")
+    atomic_write_text(
+        paths["details"], json.dumps(_json_safe(details), indent=2, default=str) + "\n"
+    )
     chart_files: list[str] = []
     if charts:
         try:
@@ -325,5 +314,7 @@ def write_report(report: Report, out_dir: str | Path, *, charts: bool = True) ->
         except Exception as err:  # a plotting problem must not lose the numbers
             logger.warning("could not draw the charts: %s", err)
     paths["report"] = out / "report.md"
-    _atomic_text(paths["report"], _markdown(report, results, aggregates, normalized, chart_files))
+    atomic_write_text(
+        paths["report"], _markdown(report, results, aggregates, normalized, chart_files)
+    )
     return paths
