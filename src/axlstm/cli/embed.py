@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from axlstm import __version__
+from axlstm.cli.common import parse_device
 from axlstm.embedding import (
     collect_inputs,
     front_end_config,
@@ -114,18 +114,6 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {name!r} ({err})") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
-    return device
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -243,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             ) from None
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    device = _device(args.device)
+    device = parse_device(args.device)
     model = resolve_model(args.model, device=device, frame_layout=args.frame_layout)
     front_end = front_end_config(model)  # fails early for models with another input kind
     model_window(model, args.window)

@@ -108,20 +108,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {name!r} ({err})") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available")
-    return device
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -147,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
     probe = ProbeConfig(kind=args.probe, shuffle=not args.no_shuffle)
     if args.max_epochs is not None:
         probe = dataclasses.replace(probe, max_epochs=args.max_epochs)
-    device = _device(args.device)
+    from axlstm.cli.common import parse_device
+
+    device = parse_device(args.device)
     root = args.cache_dir if args.cache_dir is not None else default_cache_dir()
     cache_dir = None if args.no_cache else root / "embeddings"
     builtin_dir = root / "tasks" / f"builtin-scale{args.builtin_scale}"

@@ -64,6 +64,7 @@ def _fsync_dir(directory: Path) -> None:
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` through a temp file in the same folder + fsync + rename."""
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
