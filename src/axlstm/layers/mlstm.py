@@ -37,6 +37,15 @@ MLSTMState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 BACKENDS = ("auto", "parallel", "chunkwise", "recurrent")
 
 
+def initial_state(like: torch.Tensor, B: int, NH: int, DH: int) -> MLSTMState:
+    """The empty state: no memory, and a stabiliser of -inf (nothing seen yet)."""
+    return (
+        like.new_zeros(B, NH, DH, DH),
+        like.new_zeros(B, NH, DH),
+        like.new_full((B, NH), float("-inf")),
+    )
+
+
 def _causal_weights(a: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     """exp(a_s - M_t) for s <= t, else 0; a, M (..., S) -> (..., S, S).
 
@@ -127,12 +136,7 @@ def mlstm_chunkwise(
     n_loc = (k * w).sum(dim=-2)  # (B, NH, K, DH)
 
     # Recurrence over chunks: the state entering each chunk (a short loop of small ops).
-    if state is None:
-        C = q.new_zeros(B, NH, DH, DH)
-        n = q.new_zeros(B, NH, DH)
-        m = q.new_full((B, NH), float("-inf"))
-    else:
-        C, n, m = state
+    C, n, m = state if state is not None else initial_state(q, B, NH, DH)
     Cs, ns, ms = [], [], []
     for j in range(K):
         Cs.append(C)
@@ -174,12 +178,7 @@ def mlstm_step(
 ) -> tuple[torch.Tensor, MLSTMState]:
     """One recurrent step: q, k, v (B, NH, DH), gates (B, NH) -> h (B, NH, DH), new state."""
     B, NH, DH = q.shape
-    if state is None:
-        C = q.new_zeros(B, NH, DH, DH)
-        n = q.new_zeros(B, NH, DH)
-        m = q.new_full((B, NH), float("-inf"))
-    else:
-        C, n, m = state
+    C, n, m = state if state is not None else initial_state(q, B, NH, DH)
     k = k * (1.0 / math.sqrt(DH))
     log_f = F.logsigmoid(fgate)
     m_new = torch.maximum(m + log_f, igate)  # (B, NH)

@@ -199,10 +199,9 @@ class MaskedSpecTask:
         return model.config.to_dict()
 
     def model_class(self, model: nn.Module) -> str:
-        from axlstm import models
+        from axlstm.models import model_class_name
 
-        namer = getattr(models, "model_class_name", None)
-        return namer(model) if namer is not None else "masked_spec"
+        return model_class_name(model)
 
     def build_data(
         self,
