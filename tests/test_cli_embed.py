@@ -96,7 +96,7 @@ def test_release_folder_results_equal_the_python_api(audio_dir, tmp_path):
     data = np.load(out)
     assert data["scene"].shape == (3, model.frame_dim)
     for name, scene in zip(data["files"], data["scene"], strict=True):
-        ref = model.embed(load_audio(name, 16000)).scene[0].numpy()
+        ref = axlstm.embed(model, load_audio(name, 16000)).scene[0].numpy()
         np.testing.assert_allclose(scene, ref, atol=1e-5, rtol=1e-5)
 
 
@@ -105,7 +105,7 @@ def test_manifests_csv_and_jsonl(audio_dir, tmp_path):
     csv.write_text("path,label\na.wav,x\nsub/b.flac,y\nmissing.wav,z\n")
     jsonl = tmp_path / "list.jsonl"
     jsonl.write_text(json.dumps({"path": str(audio_dir / "d.wav")}) + "\n\n")
-    assert read_manifest(csv) == [
+    assert read_manifest(csv).paths == [
         str(audio_dir / p) for p in ("a.wav", "sub/b.flac", "missing.wav")
     ]
     out = tmp_path / "m.npz"
@@ -115,7 +115,7 @@ def test_manifests_csv_and_jsonl(audio_dir, tmp_path):
     assert [type(audio_dir)(f).name for f in data["failed_files"]] == ["missing.wav"]
     assert "not found" in data["failed_reasons"][0]
     bad = tmp_path / "bad.csv"
-    bad.write_text("file\na.wav\n")
+    bad.write_text("name\na.wav\n")  # path, file or filename are the accepted columns
     with pytest.raises(ValueError, match="'path' column"):
         read_manifest(bad)
 

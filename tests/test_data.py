@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from axlstm.audio import LogMelFrontEnd, log_mel
 from axlstm.data import (
     BadItem,
     ClipProcessor,
@@ -22,14 +23,13 @@ from axlstm.data import (
     crop_or_tile,
     expand_shards,
     iter_tar_samples,
-    normalize_clip,
     procedural,
     read_manifest,
     resolve_data,
     scan_folder,
     write_shards,
 )
-from axlstm.data.sources import FileSource
+from axlstm.data.sources import TRAINING_EXTENSIONS, FileSource
 from axlstm.data.stream import ShardStream
 
 SR = 16000
@@ -127,7 +127,7 @@ def test_named_generators_have_their_musical_content():
 
 
 # ------------------------------------------------------------------------ crops and clips
-def test_crop_tile_and_population_normalisation():
+def test_crop_tile_and_the_front_end_normalisation():
     rng = np.random.default_rng(0)
     feats = torch.arange(300 * 2, dtype=torch.float32).reshape(300, 2)
     crop = crop_or_tile(feats, 200, rng)
@@ -141,8 +141,9 @@ def test_crop_tile_and_population_normalisation():
     assert torch.equal(crop_or_tile(feats[:200], 200, rng), feats[:200])
 
     x = torch.randn(500, 80) * 3 + 5
-    z = normalize_clip(x)
-    ref = (x.numpy() - x.numpy().mean()) / (x.numpy().std(ddof=0) + 1e-8)  # population std
+    z = LogMelFrontEnd().normalize(x)
+    ref = (x.numpy() - x.numpy().mean()) / (x.numpy().std(ddof=1) + 1e-8)  # SPEC §1.1: unbiased
+    # |z| <= ~5 and the float32 mean/std of 40,000 values are good to ~1e-6 relative
     np.testing.assert_allclose(z.numpy(), ref, atol=1e-5)
 
 
@@ -152,9 +153,12 @@ def test_processor_normalises_the_whole_clip_before_cropping():
     full = proc.wave_features(wave, "x")
     assert full.shape == (1 + len(wave) // 160, 80)
     crop = proc.from_wave(wave, np.random.default_rng(3), "x")
-    expected = crop_or_tile(normalize_clip(full), 200, np.random.default_rng(3))
+    expected = crop_or_tile(proc.module.normalize(full), 200, np.random.default_rng(3))
     assert crop.shape == (1, 200, 80)
     assert torch.equal(crop[0], expected)
+    # the same standardisation as the embedding front end (one front-end path)
+    offline = log_mel(torch.from_numpy(wave))[0, 0]
+    assert torch.equal(crop[0], crop_or_tile(offline, 200, np.random.default_rng(3)))
     with pytest.raises(BadItem) as err:
         proc.from_wave(np.zeros(SR, np.float32), np.random.default_rng(0), "zeros.wav")
     assert err.value.reason == "silent" and "zeros.wav" in str(err.value)
@@ -190,7 +194,7 @@ def test_bad_files_are_skipped_counted_and_replaced_deterministically(tmp_path):
     good = make_good_files(tmp_path / "data", n=4)
     expected = make_bad_files(tmp_path / "data")
     missing = str(tmp_path / "data" / "deleted.wav")
-    source = FileSource([*scan_folder(tmp_path / "data"), missing])
+    source = FileSource([*scan_folder(tmp_path / "data", TRAINING_EXTENSIONS), missing])
     ds = IndexedDataset(source, ClipProcessor(), seed=1)
     ds2 = IndexedDataset(source, ClipProcessor(), seed=1)
     seen: dict[str, str] = {}
@@ -207,7 +211,7 @@ def test_bad_files_are_skipped_counted_and_replaced_deterministically(tmp_path):
 
 def test_all_bad_data_fails_with_a_clear_message(tmp_path):
     make_bad_files(tmp_path / "bad")
-    ds = IndexedDataset(FileSource(scan_folder(tmp_path / "bad")), ClipProcessor(), 0, 8)
+    ds = IndexedDataset(FileSource(scan_folder(tmp_path / "bad", TRAINING_EXTENSIONS)), ClipProcessor(), 0, 8)
     with pytest.raises(RuntimeError, match="unusable items in a row"):
         ds[0]
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import axlstm
 from axlstm.audio import KaldiFbankConfig, KaldiFbankFrontEnd
 from axlstm.cli.main import main
-from axlstm.data import FbankClipProcessor, make_processor
+from axlstm.data import ClipProcessor, make_processor
 from axlstm.data.config import DataConfig
 from axlstm.embedding import embed, model_window, official_window
 from axlstm.engine import export_release, load_checkpoint
@@ -234,12 +234,12 @@ def test_training_inputs_reproduce_the_official_loader():
     wave = load_fixture("ssast", "wave/wave.pt")[0]
     ref = load_fixture("ssast", "wave/fbank.pt")
     rng = np.random.default_rng(0)
-    audioset = FbankClipProcessor(KaldiFbankConfig())
+    audioset = ClipProcessor(KaldiFbankConfig())
     x = audioset.from_wave(wave, rng, "wave")
     assert x.shape == (1, 1024, 128)
     torch.testing.assert_close(x[0], ref["as_1024"], atol=3e-4, rtol=0)
     assert torch.allclose(x[0, 298:], torch.tensor(0.467032), atol=1e-5)  # padded rows
-    speech = FbankClipProcessor(KaldiFbankConfig.for_dataset("speechcommands"))
+    speech = ClipProcessor(KaldiFbankConfig.for_dataset("speechcommands"))
     torch.testing.assert_close(
         speech.from_wave(wave, rng, "wave")[0], ref["sc_128"], atol=3e-4, rtol=0
     )
@@ -249,24 +249,24 @@ def test_crop_pad_and_augmentation_options():
     fe = KaldiFbankConfig(target_length=128)
     feats = torch.randn(300, 128) - 4.0  # a raw fbank of 300 frames
     rng = lambda: np.random.default_rng(7)  # noqa: E731
-    first = FbankClipProcessor(fe).from_features(feats, rng(), "x")[0]
+    first = ClipProcessor(fe).from_features(feats, rng(), "x")[0]
     torch.testing.assert_close(first, (feats[:128] - fe.mean) / (2 * fe.std))
-    crop = FbankClipProcessor(fe, crop="random").from_features(feats, rng(), "x")[0]
+    crop = ClipProcessor(fe, crop="random").from_features(feats, rng(), "x")[0]
     start = int(np.random.default_rng(7).integers(0, 300 - 128 + 1))
     torch.testing.assert_close(crop, (feats[start : start + 128] - fe.mean) / (2 * fe.std))
-    tiled = FbankClipProcessor(fe, pad="tile").from_features(feats[:50], rng(), "x")[0]
+    tiled = ClipProcessor(fe, pad="tile").from_features(feats[:50], rng(), "x")[0]
     torch.testing.assert_close(tiled[50:100], tiled[:50])
-    masked = FbankClipProcessor(fe, freqm=48, timem=48).from_features(feats, rng(), "x")[0]
+    masked = ClipProcessor(fe, freqm=48, timem=48).from_features(feats, rng(), "x")[0]
     hole = torch.isclose(masked, torch.tensor(fe.pad_value))  # 0 before normalising
     assert hole.all(0).any() and hole.all(1).any()  # a frequency band and a time span
-    noisy = FbankClipProcessor(fe, noise=True)
+    noisy = ClipProcessor(fe, noise=True)
     a, b = noisy.from_features(feats, rng(), "x"), noisy.from_features(feats, rng(), "x")
     assert torch.equal(a, b) and not torch.allclose(a[0], first)  # seeded: reproducible
     proc = make_processor(DataConfig(), fe)
-    assert isinstance(proc, FbankClipProcessor) and proc.frames == 128 and proc.crop == "start"
+    assert proc.frames == 128 and (proc.crop, proc.pad) == ("start", "zeros")
     assert type(make_processor(DataConfig())).__name__ == "ClipProcessor"
     with pytest.raises(Exception, match="bad_shape"):  # AxLSTM log-mel arrays do not fit
-        FbankClipProcessor(fe).from_features(torch.randn(300, 80), rng(), "x")
+        ClipProcessor(fe).from_features(torch.randn(300, 80), rng(), "x")
 
 
 # ----------------------------------------------------------------------------- pretraining
@@ -320,7 +320,9 @@ def test_training_batches_are_the_models_inputs(tmp_path):
     cfg = load_config("debug_ssast_orig", ["data.procedural_size=8"])
     task = MaskedSpecTask(cfg)
     model = task.build_model()
-    stream = task.build_data(seed=0, rank=0, world=1, micro_batch=2, states=None, pin_memory=False)
+    stream = task.build_data(
+        seed=0, rank=0, world=1, micro_batch=2, states=None, pin_memory=False, model=model
+    )
     batch = next(iter(stream))
     assert batch["spec"].shape == (2, 1, 128, 128)
     from axlstm.data import ProceduralCorpus
@@ -384,7 +386,7 @@ def test_presets_hold_the_official_recipes():
         0.5,
         2,
     )
-    assert tiny.engine.precision == "fp32" and tiny.data.fbank.crop == "start"
+    assert tiny.engine.precision == "fp32" and tiny.data.input.crop == "start"
     base = load_config("ssast_orig_base_patch")
     assert base.optim.peak_lr() == 1e-4 and base.optim.global_batch == 24
     assert base.schedule.plateau_every == 4000

@@ -15,7 +15,7 @@ import torch
 import axlstm
 from axlstm.checkpoint import CheckpointError
 from axlstm.models import SSASTOriginal
-from axlstm.models.ssast_original import adapt_pos_grid
+from axlstm.layers.patch import adapt_pos_grid
 from axlstm.objectives.ssast import (
     block_mask_ids,
     cluster_mask_ids,
@@ -24,6 +24,7 @@ from axlstm.objectives.ssast import (
     random_mask_ids,
 )
 from conftest import fixture_dir, load_fixture
+from tolerances import EPS32, assert_close_rel
 
 TOL = dict(atol=1e-4, rtol=1e-4)
 LOSS_TOL = dict(atol=1e-5, rtol=0)
@@ -172,7 +173,10 @@ def test_adapt_reproduces_official_finetuning_conversion(variant, name, change, 
     model = official(variant).adapt(num_classes=10, **change).eval()
     saved = "state_dict" if variant == "patch" and crop is None else "converted_params"
     params = load_fixture("ssast", f"{variant}/{name}_{saved}.pth")
-    torch.testing.assert_close(model.pos_embed, params["module.v.pos_embed"], atol=0, rtol=0)
+    # bilinear resizing is a convex sum of <= 4 table entries with fp32 weights whose rounding
+    # depends on the CPU kernel set (1-2 ulps off the fixture under ATEN_CPU_CAPABILITY=default):
+    # 8 eps of the table scale; a wrong crop/stride/align_corners is off by ~1e-2 of it
+    assert_close_rel(model.pos_embed, params["module.v.pos_embed"], 8 * EPS32, what="pos_embed")
     _load_head(model, params)
     x = fx(variant, "input_fbank.pt")
     _check_finetuned(model, fx(variant, f"{name}_forward.pt"), x[:, :crop] if crop else x)
@@ -252,7 +256,7 @@ def test_objective_options():
         assert torch.equal(*gen)
     block = axlstm.create_model("test_ssast_orig", masking="block")
     assert block(x).mask.sum() == 100
-    assert set(block(x).metrics()) == {"loss", "nce", "mse", "acc"}
+    assert set(block(x).metrics()) == {"nce", "mse", "acc"}
     overlapping = axlstm.create_model("test_ssast_orig", patch_stride=(10, 10))
     with pytest.raises(ValueError, match="non-overlapping"):
         overlapping(x)

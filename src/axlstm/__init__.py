@@ -2,25 +2,35 @@
 
 Entry points:
     create_model(name, **overrides)       a registered preset with fresh weights
-    load_official(path, arch, **overrides) an official AxLSTM/SSAST checkpoint
+    load_official(path, arch, **overrides) an official AxLSTM/SSAST/SSAMBA checkpoint
     load_model(dir)                        a release folder (config.json + model.safetensors)
+    embed(model, wave, sample_rate=...)    scene and frame embeddings of any audio
     axlstm.audio.load_audio / log_mel      audio in, log-mel features out
+
+Every model implements one interface, :class:`axlstm.models.Encoder`.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from axlstm import audio, layers, objectives  # noqa: F401  (subpackages as attributes)
+from axlstm._version import __version__
 from axlstm.checkpoint import load_model, load_official
-from axlstm.models import MaskedSpecModel, ModelConfig, create_model, list_models
+from axlstm.core.errors import AudioError, AxlstmError, CheckpointError, ConfigError
+from axlstm.embedding import embed
+from axlstm.models import Encoder, MaskedSpecModel, ModelConfig, create_model, list_models
 
 __all__ = [
+    "AudioError",
+    "AxlstmError",
+    "CheckpointError",
+    "ConfigError",
+    "Encoder",
     "MaskedSpecModel",
     "ModelConfig",
     "__version__",
     "audio",
     "create_model",
+    "embed",
     "list_models",
     "load_model",
     "load_official",

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from axlstm.embedding import resolve_model
+
 logger = logging.getLogger(__name__)
 
 MODES = ("inference", "train")
@@ -70,8 +72,6 @@ def measure(
         precision: "fp32", or "bf16"/"fp16" autocast (CUDA only: on CPU bf16 matmuls are
             about 200x slower than fp32 on AVX2 machines, so they are refused).
     """
-    from axlstm.embedding import resolve_model
-
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
     if precision not in PRECISIONS:
@@ -83,7 +83,7 @@ def measure(
     torch.manual_seed(seed)
     dev = torch.device(device)
     net = resolve_model(model, device=dev)
-    pt = net.config.patch_size[0]
+    pt = net.frame_span
     frames = max(pt, round(seconds * FRAMES_PER_SECOND) // pt * pt)
     spec = net.example_input(batch, frames).to(dev)  # (B, C, T, the model's bins)
     cuda = dev.type == "cuda"
@@ -103,7 +103,7 @@ def measure(
         else:
             net.train()
             net.zero_grad(set_to_none=True)
-            net(spec).loss.backward()
+            net.pretrain_step(spec).loss.backward()
 
     baseline = torch.cuda.memory_allocated(dev) if cuda else _rss_peak_bytes()
     for _ in range(warmup):
@@ -133,25 +133,16 @@ def measure(
         "baseline_mem_bytes": int(baseline),
         "mem_kind": "cuda_max_allocated" if cuda else "process_peak_rss",
         "frames": frames,
-        "tokens": _tokens(net, frames),
+        "tokens": net.num_tokens(frames),
         "encoder_params": net.num_parameters("encoder"),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "gpu": torch.cuda.get_device_name(dev) if cuda else None,
-        "mlstm_backend": getattr(net.config, "mlstm_backend", None),
+        "mlstm_backend": net.config.to_dict().get("mlstm_backend"),
         "reps": reps,
         "warmup": warmup,
     }
-
-
-def _tokens(net, frames: int) -> int:
-    """Sequence length the encoder sees: cls (and dist) tokens plus the patches."""
-    grid_for = getattr(net, "grid_for", None)
-    if grid_for is not None:  # SSAST / SSAMBA: (frequency rows, time columns)
-        n_f, n_t = grid_for(frames)
-        return net.config.num_cls_tokens + n_f * n_t
-    return 1 + (frames // net.config.patch_size[0]) * net.config.grid[1]
 
 
 def measure_isolated(**kwargs: Any) -> dict[str, Any]:

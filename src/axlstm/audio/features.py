@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import ClassVar
 
 import torch
 from torch import nn
+
+from axlstm.audio.frontend import FrontEndSpec
 
 __all__ = [
     "FrontEndConfig",
@@ -110,8 +113,14 @@ def mel_filterbank(
 
 
 @dataclass
-class FrontEndConfig:
+class FrontEndConfig(FrontEndSpec):
     """Settings of the log-mel front end. The defaults are those of AxLSTM.
+
+    Its :class:`~axlstm.audio.frontend.FrontEndSpec` answers: frames every ``hop_length``
+    samples centred on sample ``hop * t`` (centred STFT), ``1 + N // hop`` frames, at least
+    ``n_fft // 2 + 1`` samples; normalised per clip (mean and *unbiased* std over every bin,
+    SPEC §1.1) unless fixed statistics are set; padding frames hold 0 (the clip mean); training
+    crops start uniformly in ``[0, T - L)`` and short clips are tiled (the official recipe).
 
     Attributes:
         sample_rate: Expected input sample rate in Hz.
@@ -139,6 +148,12 @@ class FrontEndConfig:
     norm_mean: float | None = None
     norm_std: float | None = None
 
+    kind: ClassVar[str] = "log_mel"
+    CONFIG_LABEL: ClassVar[str] = "FrontEndConfig"
+    training_crop: ClassVar[str] = "random_official"
+    training_pad: ClassVar[str] = "tile"
+    min_samples_reason: ClassVar[str] = "the STFT needs"
+
     def __post_init__(self) -> None:
         if (self.norm_mean is None) != (self.norm_std is None):
             raise ValueError("set both norm_mean and norm_std for fixed statistics, or neither")
@@ -162,28 +177,38 @@ class FrontEndConfig:
         if not 0.0 <= self.f_min < self.f_max:
             raise ValueError(f"need 0 <= f_min < f_max, got {self.f_min}, {self.f_max}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Returns the settings as a plain dict (JSON-serialisable)."""
-        return asdict(self)
+    # ------------------------------------------------------------------ FrontEndSpec
+    @property
+    def hop_samples(self) -> int:
+        return self.hop_length
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FrontEndConfig:
-        """Builds a config from a dict, rejecting unknown keys.
+    @property
+    def frame_samples(self) -> int:
+        return self.n_fft
 
-        Args:
-            data: Mapping of field names to values; missing fields take their defaults.
+    @property
+    def first_centre(self) -> Fraction:
+        return Fraction(0)
 
-        Returns:
-            The config.
+    @property
+    def min_samples(self) -> int:
+        """Reflect padding of ``n_fft // 2`` needs more than that many samples."""
+        return self.n_fft // 2 + 1
 
-        Raises:
-            ValueError: If ``data`` has keys that are not fields of the config.
-        """
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown FrontEndConfig keys: {unknown}")
-        return cls(**data)
+    def num_frames(self, num_samples: int) -> int:
+        return 1 + num_samples // self.hop_length
+
+    @property
+    def pad_value(self) -> float:
+        """0: the mean of a per-clip standardised clip."""
+        return 0.0
+
+    @property
+    def per_clip_normalization(self) -> bool:
+        return self.normalize and self.norm_mean is None
+
+    def build(self) -> LogMelFrontEnd:
+        return LogMelFrontEnd(self)
 
 
 class LogMelFrontEnd(nn.Module):
@@ -293,6 +318,17 @@ class LogMelFrontEnd(nn.Module):
         mean = flat.mean(dim=1).view(-1, 1, 1)  # (B, 1, 1)
         std = flat.std(dim=1, unbiased=True).view(-1, 1, 1)  # (B, 1, 1)
         return (logmel - mean) / (std + STD_EPS)  # (B, T, M)
+
+    def raw_features(self, wave: torch.Tensor) -> torch.Tensor:
+        """Unnormalised log-mel ``(T, n_mels)`` of one ``(N,)`` clip."""
+        return self(wave, normalize=False)[0, 0]
+
+    def normalize(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(T, n_mels)`` unnormalised log-mel of a whole clip -> the model's normalisation
+        (per clip, or the fixed statistics; unchanged when ``normalize`` is off)."""
+        if not self.config.normalize:
+            return feats
+        return self.standardise(feats.unsqueeze(0))[0]
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items())

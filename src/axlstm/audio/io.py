@@ -18,7 +18,9 @@ import soundfile as sf
 import soxr
 import torch
 
-__all__ = ["AudioLoadError", "load_audio", "resample", "to_mono"]
+from axlstm.core.errors import AudioError
+
+__all__ = ["AudioError", "AudioLoadError", "load_audio", "resample", "to_mono"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +30,11 @@ RESAMPLE_QUALITY = "HQ"
 ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
 
 
-class AudioLoadError(ValueError):
-    """An audio file exists but cannot be turned into a usable waveform.
-
-    Raised for directories, empty files, files libsndfile does not recognise or fails to
-    decode, files without samples and files with NaN or infinite samples. The message always
-    names the file.
-    """
+#: The audio error (:class:`axlstm.core.AudioError`) under the name this module always used:
+#: a file that cannot be turned into a usable waveform (a directory, an empty file, a format
+#: libsndfile does not recognise or fails to decode, no samples, NaN or infinite samples).
+#: The message always names the file.
+AudioLoadError = AudioError
 
 
 def _check_rate(name: str, rate: float) -> None:

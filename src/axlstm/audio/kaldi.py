@@ -25,19 +25,22 @@ features are ``(T, n_mels)``; the model input is ``(B, 1, T, n_mels)`` like ever
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axlstm.audio.frontend import FrontEndSpec
+
 __all__ = [
     "DATASET_STATS",
     "KaldiFbankConfig",
     "KaldiFbankFrontEnd",
-    "build_front_end",
     "kaldi_fbank",
     "kaldi_mel_banks",
     "normalize_fbank",
@@ -196,7 +199,7 @@ def normalize_fbank(fbank: torch.Tensor, mean: float, std: float) -> torch.Tenso
 
 
 @dataclass
-class KaldiFbankConfig:
+class KaldiFbankConfig(FrontEndSpec):
     """Settings of the Kaldi fbank front end; the defaults are SSAST's AudioSet pretraining.
 
     A release records this as its ``"front_end"`` (``kind == "kaldi_fbank"``).
@@ -220,6 +223,11 @@ class KaldiFbankConfig:
     mean: float = -4.2677393
     std: float = 4.5689974
     normalize: bool = True
+
+    CONFIG_LABEL: ClassVar[str] = "KaldiFbankConfig"
+    training_crop: ClassVar[str] = "start"
+    training_pad: ClassVar[str] = "zeros"
+    min_samples_reason: ClassVar[str] = "one fbank frame needs"
 
     def __post_init__(self) -> None:
         if self.kind != "kaldi_fbank":
@@ -265,16 +273,37 @@ class KaldiFbankConfig:
             return 0
         return 1 + (num_samples - self.frame_size) // self.frame_shift
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    # ------------------------------------------------------------------ FrontEndSpec
+    @property
+    def hop_samples(self) -> int:
+        return self.frame_shift
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> KaldiFbankConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown KaldiFbankConfig keys: {unknown}")
-        return cls(**data)
+    @property
+    def frame_samples(self) -> int:
+        return self.frame_size
+
+    @property
+    def first_centre(self) -> Fraction:
+        """Half a frame: only whole frames are cut (``snip_edges``)."""
+        return Fraction(self.frame_size, 2)
+
+    @property
+    def min_samples(self) -> int:
+        return self.frame_size
+
+    @property
+    def per_clip_normalization(self) -> bool:
+        return False
+
+    @property
+    def fixed_length(self) -> int | None:
+        return self.target_length
+
+    def whole_clip(self) -> KaldiFbankConfig:
+        return dataclasses.replace(self, target_length=None)
+
+    def build(self) -> KaldiFbankFrontEnd:
+        return KaldiFbankFrontEnd(self)
 
 
 class KaldiFbankFrontEnd(nn.Module):
@@ -320,39 +349,22 @@ class KaldiFbankFrontEnd(nn.Module):
             feats.append(fb)
         return torch.stack(feats).unsqueeze(1)  # (B, 1, T, M)
 
+    def raw_features(self, wave: torch.Tensor) -> torch.Tensor:
+        """Raw Kaldi log fbank ``(T, n_mels)`` of one ``(N,)`` clip (global DC removed), no
+        pad or crop."""
+        cfg = self.config
+        return kaldi_fbank(
+            wave,
+            num_mel_bins=cfg.n_mels,
+            sample_rate=cfg.sample_rate,
+            frame_length_ms=cfg.frame_length_ms,
+            frame_shift_ms=cfg.frame_shift_ms,
+        )
+
+    def normalize(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / (2 std)`` with the dataset statistics (unchanged when off)."""
+        cfg = self.config
+        return normalize_fbank(feats, cfg.mean, cfg.std) if cfg.normalize else feats
+
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items())
-
-
-def build_front_end(config: Any = None) -> nn.Module:
-    """The front end a model or a release describes: the one dispatch on the input kind.
-
-    Args:
-        config: a release's ``"front_end"`` dict, a model's ``front_end_config``
-            (:class:`KaldiFbankConfig` or :class:`~axlstm.audio.features.FrontEndConfig`), or
-            None (the AxLSTM defaults). ``{"kind": "kaldi_fbank", ...}`` gives
-            :class:`KaldiFbankFrontEnd`; a dict without ``kind`` (every AxLSTM release) or with
-            ``kind == "log_mel"`` gives the AxLSTM
-            :class:`~axlstm.audio.features.LogMelFrontEnd`.
-
-    Raises:
-        ValueError: an unknown kind or an object that is neither a dict nor a config.
-    """
-    from axlstm.audio.features import FrontEndConfig, LogMelFrontEnd
-
-    if isinstance(config, KaldiFbankConfig):
-        return KaldiFbankFrontEnd(config)
-    if isinstance(config, FrontEndConfig):
-        return LogMelFrontEnd(config)
-    if config is not None and not isinstance(config, dict):
-        raise ValueError(
-            f"expected a front-end dict or config, got {type(config).__name__}: {config!r}"
-        )
-    config = dict(config or {})
-    kind = config.get("kind", "log_mel")
-    if kind == "kaldi_fbank":
-        return KaldiFbankFrontEnd(KaldiFbankConfig.from_dict(config))
-    if kind == "log_mel":
-        config.pop("kind", None)
-        return LogMelFrontEnd(FrontEndConfig.from_dict(config))
-    raise ValueError(f"unknown front end kind {kind!r}; use 'log_mel' or 'kaldi_fbank'")

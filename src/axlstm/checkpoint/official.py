@@ -21,16 +21,16 @@ from typing import Any
 
 import torch
 
-from axlstm.models import MaskedSpecModel, create_model, is_model, model_class_name
+from axlstm.checkpoint.remap import REMAPS
+from axlstm.core.errors import CheckpointError
+from axlstm.models import Encoder, create_model, is_model, model_class_name
+
+__all__ = ["PickledObject", "extract_state_dict", "load_official", "read_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
 # Official prefixes that wrappers add around the model's own keys.
 _PREFIXES = ("module.", "model.", "encoder.")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the requested architecture."""
 
 
 class PickledObject:
@@ -124,91 +124,7 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.
     return state
 
 
-def infer_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Family, width and depth that an official state dict was trained with."""
-    depth = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("blocks.")), default=-1)
-    family = "axlstm" if any(".layer.mlstm_cell." in k for k in state) else "ssast"
-    out: dict[str, Any] = {"family": family, "depth": depth}
-    if "cls_token" in state:
-        out["embed_dim"] = int(state["cls_token"].shape[-1])
-    return out
-
-
-def remap_official_state_dict(
-    state: dict[str, torch.Tensor], model: MaskedSpecModel, source: str = "checkpoint"
-) -> dict[str, torch.Tensor]:
-    """Map official keys onto ``model``'s and check every shape.
-
-    Our modules keep the official attribute names, so the map is the identity; what this adds
-    is a complete check with an error that says what does not fit.
-    """
-    ours = model.state_dict()
-    found = infer_architecture(state)
-    want = {"family": model.config.family, "depth": model.config.depth}
-    want["embed_dim"] = model.config.embed_dim
-    diff = {k: (found[k], want[k]) for k in want if k in found and found[k] != want[k]}
-    if diff:
-        hint = ", ".join(f"{k}={v[0]!r}" for k, v in diff.items())
-        raise CheckpointError(
-            f"{source} does not fit model {model.config.name!r}: "
-            + "; ".join(
-                f"{k} is {a!r} in the checkpoint, {b!r} in the model" for k, (a, b) in diff.items()
-            )
-            + f" (pass {hint})"
-        )
-    missing = sorted(set(ours) - set(state))
-    unexpected = sorted(set(state) - set(ours))
-    wrong = sorted(k for k in set(ours) & set(state) if ours[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:8]}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:8]}")
-        if wrong:
-            parts.append(
-                "shape mismatch "
-                + ", ".join(
-                    f"{k}: {tuple(state[k].shape)} vs {tuple(ours[k].shape)}" for k in wrong[:8]
-                )
-            )
-        raise CheckpointError(
-            f"{source} does not fit model {model.config.name!r}: " + "; ".join(parts)
-        )
-    return {k: state[k].to(ours[k].dtype) for k in ours}
-
-
-def remap_ssast_original_state_dict(
-    state: dict[str, torch.Tensor], model, source: str = "checkpoint"
-) -> dict[str, torch.Tensor]:
-    """An official SSAST state dict (``module.`` stripped) onto an
-    :class:`~axlstm.models.SSASTOriginal`: ``v.`` dropped, timm block names renamed,
-    ``cpredlayer``/``gpredlayer`` -> ``mpc_head``/``mpg_head``, the frozen geometry scalars
-    checked against the config and dropped, the unused DeiT heads dropped unless kept."""
-    return model.remap_official(state, source)
-
-
-def remap_ssamba_state_dict(
-    state: dict[str, torch.Tensor], model, source: str = "checkpoint"
-) -> dict[str, torch.Tensor]:
-    """An official SSAMBA state dict (``module.`` stripped) onto an :class:`~axlstm.models.SSAMBA`:
-    Vim's layer and mixer names are kept, ``v.`` is dropped, the rest as for SSAST."""
-    return model.remap_official(state, source)
-
-
-#: Per-family remap: release model class -> pure function (state, model, source) -> state.
-REMAPS = {
-    "masked_spec": remap_official_state_dict,
-    "ssast_original": remap_ssast_original_state_dict,
-    "ssamba": remap_ssamba_state_dict,
-}
-
-
-def _looks_like_ssast_family(state: dict[str, torch.Tensor]) -> bool:
-    return any(k.startswith(("v.blocks.", "v.layers.")) for k in state) or "p_input_tdim" in state
-
-
-def load_official(path: str | Path, arch: str, **overrides: Any):
+def load_official(path: str | Path, arch: str, **overrides: Any) -> Encoder:
     """Build preset ``arch`` and load an official checkpoint into it (eval mode, CPU).
 
     Args:
@@ -228,20 +144,16 @@ def load_official(path: str | Path, arch: str, **overrides: Any):
         create_model(arch)  # raises the registry's error, with the list of presets
     with torch.device("meta"):  # cheap probe of the family, no weights allocated
         family = model_class_name(create_model(arch, **overrides))
-    if family == "masked_spec":
-        if _looks_like_ssast_family(state):
-            raise CheckpointError(
-                f"{source} is an original SSAST/SSAMBA checkpoint; load it with an "
-                "'ssast_orig_*' or 'ssamba_*' arch"
-            )
-        model = create_model(arch, **overrides)
-    else:
-        from axlstm.models import MODEL_CLASSES
-
-        stated = MODEL_CLASSES[family][0].official_overrides(state)
-        stated = {k: v for k, v in stated.items() if overrides.get(k) is None}
-        model = create_model(arch, **{**overrides, **stated})
-    model.load_state_dict(REMAPS[family](state, model, source=source))
+    entry = REMAPS[family]
+    if not entry.detect(state):
+        fits = [f"'{name}'" for name, e in REMAPS.items() if e.detect(state)]
+        raise CheckpointError(
+            f"{source} is not {entry.description}; arch {arch!r} is a {family!r} model "
+            f"(the file fits the {' / '.join(fits) or 'no known'} model classes)"
+        )
+    stated = {k: v for k, v in entry.overrides(state).items() if overrides.get(k) is None}
+    model = create_model(arch, **{**overrides, **stated})
+    model.load_state_dict(entry.remap(state, model, source=source))
     model.config.extra["source"] = {"official_checkpoint": Path(path).name}
     logger.info("loaded official checkpoint %s into %s", path, arch)
     return model.eval()

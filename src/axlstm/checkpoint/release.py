@@ -1,85 +1,53 @@
-"""Release folders: ``config.json`` (architecture, front end, provenance) + ``model.safetensors``.
-
-Loading a release never unpickles anything: the weights are safetensors, the config is JSON.
-``config.json`` names the model class (``"model_class"``: "masked_spec", "ssast_original" or
-"ssamba"; absent in older releases, meaning "masked_spec") and the front end the model needs
-(``"front_end"``: the AxLSTM log-mel settings, or ``{"kind": "kaldi_fbank", ...}``; see
-:func:`axlstm.audio.build_front_end`).
-"""
+"""Release folders in and out: ``model.save_pretrained`` writes them
+(:mod:`axlstm.core.release_format`), :func:`load_model` builds the class ``config.json`` names
+from the registry and loads the safetensors weights. Nothing is unpickled."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from axlstm.fileio import atomic_write, atomic_write_text
-from axlstm.models import MODEL_CLASSES, MaskedSpecModel, model_class_name
+from axlstm.core.errors import CheckpointError, ConfigError
+from axlstm.core.release_format import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    read_release_config,
+    read_release_weights,
+)
+from axlstm.models import MODEL_CLASSES, Encoder
+
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "load_model", "read_release_config", "save_release"]
 
 logger = logging.getLogger(__name__)
 
-RELEASE_FORMAT = "axlstm-release"
-RELEASE_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
 
 def save_release(
-    model: MaskedSpecModel, directory: str | Path, provenance: dict[str, Any] | None = None
+    model: Encoder, directory: str | Path, provenance: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``model`` as a release folder and return its path."""
-    from axlstm import __version__
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = {
-        "format": RELEASE_FORMAT,
-        "format_version": RELEASE_VERSION,
-        "axlstm_version": __version__,
-        "model_class": model_class_name(model),
-        "model": model.config.to_dict(),
-        "front_end": model.front_end_config.to_dict(),
-        "provenance": provenance or {},
-    }
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
-    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    atomic_write_text(directory / CONFIG_NAME, text)
-    logger.info("saved release %s", directory)
-    return directory
+    """Write ``model`` as a release folder and return its path (``model.save_pretrained``)."""
+    return model.save_pretrained(directory, **(provenance or {}))
 
 
-def read_release_config(directory: str | Path) -> dict[str, Any]:
-    """The parsed ``config.json`` of a release folder, validated."""
-    directory = Path(directory)
-    cfg_path = directory / CONFIG_NAME
-    if not directory.is_dir():
-        raise FileNotFoundError(f"release folder not found: {directory}")
-    if not cfg_path.is_file():
-        raise ValueError(f"{directory} is not an axlstm release folder: no {CONFIG_NAME}")
+def build_from_config(kind: str, model_config: dict[str, Any], source: str) -> Encoder:
+    """An untrained model of release class ``kind`` from its config dict."""
+    if kind not in MODEL_CLASSES:
+        raise CheckpointError(
+            f"{source}: unknown model_class {kind!r}; this axlstm knows "
+            f"{sorted(MODEL_CLASSES)} (upgrade axlstm?)"
+        )
+    model_type, config_type = MODEL_CLASSES[kind]
     try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{cfg_path}: invalid JSON ({err})") from err
-    if config.get("format") != RELEASE_FORMAT or "model" not in config:
-        raise ValueError(
-            f"{cfg_path}: not an axlstm release config (format {config.get('format')!r})"
-        )
-    if int(config.get("format_version", 0)) > RELEASE_VERSION:
-        raise ValueError(
-            f"{cfg_path}: release format version {config['format_version']} is newer than this "
-            f"axlstm understands ({RELEASE_VERSION}); upgrade axlstm"
-        )
-    return config
+        return model_type(config_type.from_dict(model_config))
+    except ConfigError as err:
+        raise CheckpointError(f"{source}: invalid model config: {err}") from err
 
 
 def load_model(
     directory: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
-) -> torch.nn.Module:
+) -> Encoder:
     """Load a release folder written by ``save_pretrained`` (any class in ``MODEL_CLASSES``).
 
     Args:
@@ -87,31 +55,22 @@ def load_model(
         map_location: device for the weights.
         **overrides: config fields to change that leave the weights' shapes alone, e.g.
             ``frame_layout="official"`` or ``attn_impl="eager"``; ``None`` values are ignored.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        CheckpointError: naming the file and the problem (no or invalid ``config.json``,
+            unknown model class, unreadable weights, weights that do not fit the config).
     """
     directory = Path(directory)
     config = read_release_config(directory)
-    weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise ValueError(f"{directory} is not a complete release: no {WEIGHTS_NAME}")
-    kind = config.get("model_class", "masked_spec")
-    if kind not in MODEL_CLASSES:
-        raise ValueError(
-            f"{directory / CONFIG_NAME}: unknown model_class {kind!r}; this axlstm knows "
-            f"{sorted(MODEL_CLASSES)} (upgrade axlstm?)"
-        )
-    model_type, config_type = MODEL_CLASSES[kind]
-    model_cfg = config_type.from_dict(config["model"])
+    cfg_path = directory / CONFIG_NAME
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if overrides:
-        model_cfg = model_cfg.replace(**overrides)
-    model = model_type(model_cfg)
-    try:
-        state = load_file(str(weights), device=str(map_location))
-    except Exception as err:
-        raise ValueError(f"{weights}: cannot read safetensors weights ({err})") from err
+    model_config = {**config["model"], **overrides}
+    model = build_from_config(config.get("model_class", "masked_spec"), model_config, str(cfg_path))
+    state = read_release_weights(directory, map_location)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         what = f"its config with {overrides}" if overrides else "its config"
-        raise ValueError(f"{weights} does not fit {what}: {err}") from err
+        raise CheckpointError(f"{directory / WEIGHTS_NAME} does not fit {what}: {err}") from err
     return model.to(map_location).eval()

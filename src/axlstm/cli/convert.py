@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import difflib
 import hashlib
 import sys
-import typing
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from axlstm.checkpoint import load_official
+from axlstm.models import create_model
 
 EXAMPLES = """\
 examples:
@@ -69,48 +67,18 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _config_class(arch: str) -> type:
-    from axlstm.models import create_model
-
-    with torch.device("meta"):  # the preset's config class, no weights allocated
-        return type(create_model(arch).config)
-
-
 def parse_overrides(items: list[str], arch: str) -> dict[str, Any]:
     """``key=value`` strings as typed config values of preset ``arch``.
 
     Raises:
-        ValueError: malformed item, unknown key (with the closest known one), or a value that
+        ConfigError: malformed item, unknown key (with the closest known one), or a value that
             does not fit the field's type.
     """
-    from axlstm.engine.config import ConfigError, coerce_value, parse_value
-
     if not items:
         return {}
-    cls = _config_class(arch)
-    names = [f.name for f in dataclasses.fields(cls)]
-    hints = typing.get_type_hints(cls)
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r} is not of the form key=value")
-        key, text = (part.strip() for part in item.split("=", 1))
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"--set: unknown config key {key!r} for {arch} ({cls.__name__}){hint}; known "
-                f"keys: {', '.join(names)}"
-            )
-        value = parse_value(text)
-        try:
-            out[key] = coerce_value(value, hints[key], key)
-        except ConfigError:
-            if not (isinstance(value, str) and "," in value):
-                raise
-            parts = [parse_value(v.strip()) for v in value.split(",")]  # "10,10" -> [10, 10]
-            out[key] = coerce_value(parts, hints[key], key)
-    return out
+    with torch.device("meta"):  # the preset's config class, no weights allocated
+        cls = type(create_model(arch).config)
+    return cls.parse_set(items, "--set")
 
 
 def run(args: argparse.Namespace) -> int:

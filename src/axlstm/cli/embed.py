@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from axlstm import __version__
+from axlstm._version import __version__
 from axlstm.cli.common import parse_device
+from axlstm.core.fileio import atomic_write
 from axlstm.embedding import (
     collect_inputs,
     front_end_config,
@@ -40,7 +41,6 @@ from axlstm.embedding import (
     resolve_model,
 )
 from axlstm.embedding.streaming import stream_file_embedding
-from axlstm.fileio import atomic_write
 from axlstm.models.streaming import StreamingEmbedder
 
 logger = logging.getLogger(__name__)
@@ -261,12 +261,12 @@ def run(args: argparse.Namespace) -> int:
     if args.stream:
         if not single or indices != [None]:
             raise ValueError("--stream gives the final output only: leave --layer at 'last'")
-        if not hasattr(model.config, "alternation"):  # SSAST / SSAMBA: bidirectional
+        if not model.supports_streaming:
             raise ValueError(
                 "--stream needs a causal AxLSTM (alternation='unidirectional'); "
-                f"{type(model).__name__} models cannot stream"
+                f"{type(model).__name__} model {model.config.name!r} cannot stream"
             )
-        embedder = StreamingEmbedder(model)  # refuses models that cannot stream
+        embedder = StreamingEmbedder(model)
         settings["window"] = f"stream ({args.block_seconds:g} s blocks)"
         results = (stream_file_embedding(embedder, p, args.block_seconds) for p in paths)
     else:

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from axlstm import __version__
+from axlstm._version import __version__
 from axlstm.cli import (
     benchmark,
     convert,

@@ -4,7 +4,7 @@ Entry points:
     build_stream(cfg, seed=..., rank=..., world=..., micro_batch=...)  batches for one rank
     ProceduralCorpus(seed, size)          synthetic clips, deterministic from (seed, index)
     write_shards(files, out_dir)          WebDataset tars of FLAC audio or log-mel arrays
-    ClipProcessor                         waveform / log-mel -> normalised 2 s crop
+    ClipProcessor                         waveform / features -> training input (model's front end)
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from axlstm.data.clips import (
     BAD_REASONS,
     BadItem,
     ClipProcessor,
-    FbankClipProcessor,
     crop_or_tile,
+    fit_length,
     make_processor,
-    normalize_clip,
 )
-from axlstm.data.config import DataConfig, FbankDataConfig
+from axlstm.data.config import DataConfig, InputDataConfig
 from axlstm.data.procedural import ProceduralCorpus
 from axlstm.data.shards import expand_shards, iter_tar_samples, list_inputs, write_shards
 from axlstm.data.sources import FileSource, PathTable, ProceduralSource, read_manifest, scan_folder
@@ -40,11 +39,10 @@ __all__ = [
     "ClipProcessor",
     "DataConfig",
     "DataStream",
-    "FbankClipProcessor",
-    "FbankDataConfig",
     "FileSource",
     "IndexedDataset",
     "IndexedStream",
+    "InputDataConfig",
     "PathTable",
     "ProceduralCorpus",
     "ProceduralSource",
@@ -53,10 +51,10 @@ __all__ = [
     "build_stream",
     "crop_or_tile",
     "expand_shards",
+    "fit_length",
     "iter_tar_samples",
     "list_inputs",
     "make_processor",
-    "normalize_clip",
     "procedural",
     "read_manifest",
     "resolve_data",

@@ -1,18 +1,22 @@
-"""From a waveform or a log-mel array to one normalised 2 s training crop.
+"""From a waveform or a feature array to one training input, through the model's front end.
 
-The pretraining path follows the official recipe (SPEC §1.1-1.2):
+Every model gets its training inputs the same way, from its own front end
+(:class:`~axlstm.audio.FrontEndSpec`; the processor never asks which one it is):
 
-1. log-mel of the whole clip, unnormalised, ``(T, 80)``;
-2. standardise the *whole* clip with its mean and **population** std (ddof 0);
-3. a random 200-frame crop with a start uniform in ``[0, T - 200)``; a clip shorter than
-   200 frames is tiled (repeated), never zero-padded.
+1. raw features of the whole clip (``front_end.raw_features``: the unnormalised log-mel
+   ``(T, 80)`` for AxLSTM, the raw 128-bin Kaldi fbank with global DC removed for SSAST/SSAMBA);
+2. a front end that normalises per clip does it now, with the statistics of the whole clip
+   (AxLSTM: mean and unbiased std over every bin, SPEC §1.1);
+3. a crop of ``frames`` frames (``crop``: "random_official", a start uniform in ``[0, T - L)``
+   as the official AxLSTM loader; "start", the first frames as SSAST's loader; "random", any
+   start in ``[0, T - L]``) or, for a shorter clip, padding (``pad``: "tile" repeats the clip,
+   "zeros" appends zero rows before normalisation as SSAST's loader);
+4. optional SpecAugment (``freqm``, ``timem``: one frequency and one time mask written as 0);
+5. a front end with fixed statistics normalises now (SSAST: ``(x - mean) / (2 std)``);
+6. optional noise (SSAST's fine-tuning loader).
 
-Models on the Kaldi fbank front end (the original SSAST and SSAMBA) get their inputs from
-:class:`FbankClipProcessor` instead, which follows the official SSAST data loader
-(SPEC-SSAST-SSAMBA §A1-A2): raw 128-bin Kaldi fbank of the whole clip (global DC removed), the
-first ``target_length`` frames or zero rows appended, optional SpecAugment, normalisation
-``(x - mean) / (2 std)`` with the dataset statistics, optional noise. :func:`make_processor`
-picks the processor for a model's front end.
+``crop``, ``pad`` and ``frames`` default to what the front end declares
+(``training_crop``, ``training_pad``, ``fixed_length``); see :func:`make_processor`.
 
 Items that cannot give a useful crop raise :class:`BadItem` with a short reason, which the
 data streams count and replace.
@@ -25,17 +29,16 @@ import math
 import numpy as np
 import torch
 
-from axlstm.audio import log_mel
-from axlstm.audio.kaldi import KaldiFbankConfig, kaldi_fbank, normalize_fbank
+from axlstm.audio import FrontEndConfig, FrontEndSpec
+from axlstm.audio.frontend import CROP_POLICIES, PAD_POLICIES
 
 __all__ = [
     "BAD_REASONS",
     "BadItem",
     "ClipProcessor",
-    "FbankClipProcessor",
     "crop_or_tile",
+    "fit_length",
     "make_processor",
-    "normalize_clip",
 ]
 
 #: Reasons an item is skipped, as they appear in logs and counts.
@@ -48,9 +51,6 @@ BAD_REASONS = (
     "nonfinite",  # NaN or infinite samples or features
     "bad_shape",  # a feature array that is not (T, n_mels)
 )
-
-#: Added to the std in the standardisation (as officially).
-STD_EPS = 1e-8
 
 
 class BadItem(Exception):  # noqa: N818  (a skip signal, not an error)
@@ -71,61 +71,91 @@ class BadItem(Exception):  # noqa: N818  (a skip signal, not an error)
         self.detail = detail
 
 
-def normalize_clip(feats: torch.Tensor) -> torch.Tensor:
-    """Standardise a whole clip ``(T, F)`` with its mean and population std; float32 out.
-
-    The statistics are accumulated in float64 so long clips give the same numbers as numpy.
-    """
-    x = feats.double()
-    mean = x.mean()
-    std = x.std(unbiased=False)
-    return ((x - mean) / (std + STD_EPS)).float()
-
-
 def crop_or_tile(feats: torch.Tensor, frames: int, rng: np.random.Generator) -> torch.Tensor:
-    """A ``(frames, F)`` window of ``(T, F)`` features.
+    """A ``(frames, F)`` window of ``(T, F)`` features, as the official AxLSTM loader cuts it:
+    ``T > frames``: a random start uniform in ``[0, T - frames)``; ``T == frames``: the clip
+    itself; ``T < frames``: the clip repeated end to end and cut to ``frames``."""
+    return fit_length(feats, frames, rng, "random_official", "tile")
 
-    ``T > frames``: a random start uniform in ``[0, T - frames)`` (the official range, which
-    never picks the very last start). ``T == frames``: the clip itself. ``T < frames``: the
-    clip repeated end to end and cut to ``frames``.
-    """
+
+def fit_length(
+    feats: torch.Tensor, frames: int, rng: np.random.Generator, crop: str, pad: str
+) -> torch.Tensor:
+    """``(T, F)`` -> ``(frames, F)`` by the crop and pad policies (see the module doc)."""
     T = feats.shape[0]
     if T > frames:
-        start = int(rng.integers(0, T - frames))
+        if crop == "start":
+            start = 0
+        elif crop == "random":
+            start = int(rng.integers(0, T - frames + 1))
+        else:  # official AxLSTM: never the very last start
+            start = int(rng.integers(0, T - frames))
         return feats[start : start + frames]
     if T == frames:
         return feats
-    reps = math.ceil(frames / T)
-    return feats.repeat(reps, 1)[:frames]
+    if pad == "zeros":  # zero rows, before normalisation (SSAST's loader)
+        return torch.cat([feats, feats.new_zeros(frames - T, feats.shape[1])])
+    return feats.repeat(math.ceil(frames / T), 1)[:frames]
+
+
+def _mask_span(size: int, bound: int, rng: np.random.Generator) -> tuple[int, int]:
+    """torchaudio ``mask_along_axis``: width ``floor(u1 bound)``, start ``floor(u2 (size - w))``
+    with ``w = u1 bound`` unrounded."""
+    value = rng.random() * bound
+    start = int(rng.random() * (size - value))
+    return start, start + int(value)
 
 
 class ClipProcessor:
-    """Turns waveforms or feature arrays into normalised crops ``(1, frames, n_mels)``.
+    """Turns waveforms or raw feature arrays into training inputs ``(1, frames, n_mels)``
+    through a front end (see the module doc).
 
     Args:
-        frames: crop length in frames (200 = 2 s).
-        n_mels: mel bins of the front end (80).
-        sample_rate: rate of the waveforms it is given.
-        silence_ptp: a waveform whose peak-to-peak amplitude is at most this is "silent";
-            a feature array whose range is at most this is "silent" too.
-        min_samples: shortest waveform accepted (one STFT window, 400 samples, by default).
+        front_end: the model's front end (:class:`~axlstm.audio.FrontEndSpec`); the AxLSTM
+            log-mel when None.
+        frames: input length; the front end's ``fixed_length``, else 200 (2 s), when None.
+        crop: "random_official", "start" or "random"; the front end's default when None.
+        pad: "tile" or "zeros"; the front end's default when None.
+        freqm, timem: SpecAugment mask bounds (0: off), torchaudio semantics.
+        noise: add the official SSAST loader's noise after normalising.
+        silence_ptp: a waveform (or feature array) whose peak-to-peak range is at most this is
+            "silent".
+
+    Feature arrays (``.npy`` files, shards made with ``--features``) must be the front end's raw
+    ``(T, n_mels)`` features; other shapes are refused as "bad_shape".
     """
 
     def __init__(
         self,
-        frames: int = 200,
-        n_mels: int = 80,
-        sample_rate: int = 16000,
+        front_end: FrontEndSpec | None = None,
+        frames: int | None = None,
+        crop: str | None = None,
+        pad: str | None = None,
+        freqm: int = 0,
+        timem: int = 0,
+        noise: bool = False,
         silence_ptp: float = 1e-6,
-        min_samples: int = 400,
     ) -> None:
+        fe = front_end if front_end is not None else FrontEndConfig()
+        frames = frames or fe.fixed_length or 200
+        crop = crop or fe.training_crop
+        pad = pad or fe.training_pad
         if frames <= 0:
             raise ValueError(f"crop frames must be positive, got {frames}")
-        self.frames = frames
-        self.n_mels = n_mels
-        self.sample_rate = sample_rate
+        if crop not in CROP_POLICIES or pad not in PAD_POLICIES:
+            raise ValueError(
+                f"crop must be one of {CROP_POLICIES} and pad one of {PAD_POLICIES}, got "
+                f"{crop!r}, {pad!r}"
+            )
+        self.front_end = fe
+        self.module = fe.build()
+        self.frames = int(frames)
+        self.crop, self.pad = crop, pad
+        self.freqm, self.timem, self.noise = int(freqm), int(timem), bool(noise)
+        self.n_mels = fe.n_mels
+        self.sample_rate = fe.sample_rate
         self.silence_ptp = silence_ptp
-        self.min_samples = min_samples
+        self.min_samples = fe.frame_samples  # one analysis window
 
     def check_wave(self, wave: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
         """Validate a mono waveform ``(N,)``; returns it as a float32 tensor."""
@@ -143,7 +173,7 @@ class ClipProcessor:
         return w
 
     def check_features(self, feats: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
-        """Validate a log-mel array ``(T, n_mels)``; returns it as a float32 tensor."""
+        """Validate a raw feature array ``(T, n_mels)``; returns it as a float32 tensor."""
         x = torch.as_tensor(np.asarray(feats) if not torch.is_tensor(feats) else feats)
         if x.dim() != 2 or x.shape[1] != self.n_mels:
             raise BadItem(
@@ -159,107 +189,19 @@ class ClipProcessor:
         return x
 
     def wave_features(self, wave: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
-        """Unnormalised log-mel ``(T, n_mels)`` of a checked waveform."""
-        w = self.check_wave(wave, name)
-        return log_mel(w, normalize=False)[0, 0]  # (T, F)
+        """Raw (unnormalised) features ``(T, n_mels)`` of a checked waveform."""
+        return self.module.raw_features(self.check_wave(wave, name))
 
     def from_features(
         self, feats: np.ndarray | torch.Tensor, rng: np.random.Generator, name: str
     ) -> torch.Tensor:
-        """Normalised random crop ``(1, frames, n_mels)`` of an unnormalised log-mel clip."""
+        """Training input ``(1, frames, n_mels)`` of a raw feature clip (the module doc's
+        steps 2-6)."""
         x = self.check_features(feats, name)
-        return crop_or_tile(normalize_clip(x), self.frames, rng).unsqueeze(0).contiguous()
-
-    def from_wave(
-        self, wave: np.ndarray | torch.Tensor, rng: np.random.Generator, name: str
-    ) -> torch.Tensor:
-        """Normalised random crop ``(1, frames, n_mels)`` of a waveform at ``sample_rate``."""
-        return self.from_features(self.wave_features(wave, name), rng, name)
-
-
-# ------------------------------------------------------------------------------- Kaldi fbank
-def _mask_span(size: int, bound: int, rng: np.random.Generator) -> tuple[int, int]:
-    """torchaudio ``mask_along_axis``: width ``floor(u1 bound)``, start ``floor(u2 (size - w))``
-    with ``w = u1 bound`` unrounded."""
-    value = rng.random() * bound
-    start = int(rng.random() * (size - value))
-    return start, start + int(value)
-
-
-class FbankClipProcessor(ClipProcessor):
-    """Waveforms (or raw fbank arrays) to model inputs ``(1, target_length, n_mels)`` as the
-    official SSAST/SSAMBA data loader makes them (see the module doc).
-
-    Args:
-        front_end: the model's :class:`~axlstm.audio.KaldiFbankConfig` (its ``target_length``
-            is the input length; mean/std the normalisation).
-        crop: "start" (official) or "random" start for clips longer than the target.
-        pad: "zeros" (official) or "tile" for shorter clips.
-        freqm, timem: SpecAugment mask bounds (0: off).
-        noise: the official noise augmentation after normalising.
-        silence_ptp: a constant clip or feature array is "silent".
-
-    Feature arrays (``.npy`` files, shards made with ``--features``) must be raw
-    ``(T, n_mels)`` Kaldi fbank; AxLSTM's 80-bin log-mel arrays are refused as "bad_shape".
-    """
-
-    def __init__(
-        self,
-        front_end: KaldiFbankConfig,
-        crop: str = "start",
-        pad: str = "zeros",
-        freqm: int = 0,
-        timem: int = 0,
-        noise: bool = False,
-        silence_ptp: float = 1e-6,
-    ) -> None:
-        if front_end.target_length is None:
-            raise ValueError("the fbank front end needs a target_length to make training inputs")
-        if crop not in ("start", "random") or pad not in ("zeros", "tile"):
-            raise ValueError(
-                f"crop must be 'start' or 'random' and pad 'zeros' or 'tile', got {crop}, {pad}"
-            )
-        super().__init__(
-            front_end.target_length,
-            n_mels=front_end.n_mels,
-            sample_rate=front_end.sample_rate,
-            silence_ptp=silence_ptp,
-            min_samples=front_end.frame_size,
-        )
-        self.front_end = front_end
-        self.crop, self.pad = crop, pad
-        self.freqm, self.timem, self.noise = int(freqm), int(timem), bool(noise)
-
-    def wave_features(self, wave: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
-        """Raw Kaldi log fbank ``(T, n_mels)`` of a checked waveform (global DC removed)."""
-        w = self.check_wave(wave, name)
-        fe = self.front_end
-        return kaldi_fbank(
-            w,
-            num_mel_bins=fe.n_mels,
-            sample_rate=fe.sample_rate,
-            frame_length_ms=fe.frame_length_ms,
-            frame_shift_ms=fe.frame_shift_ms,
-        )
-
-    def fit_length(self, feats: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """``(T, F)`` -> ``(target_length, F)`` by cropping and padding as configured."""
-        T, L = feats.shape[0], self.frames
-        if T > L:
-            start = 0 if self.crop == "start" else int(rng.integers(0, T - L + 1))
-            return feats[start : start + L]
-        if T < L:
-            if self.pad == "zeros":  # zero log-mel rows, before normalisation (official)
-                return torch.cat([feats, feats.new_zeros(L - T, feats.shape[1])])
-            return feats.repeat(math.ceil(L / T), 1)[:L]
-        return feats
-
-    def from_features(
-        self, feats: np.ndarray | torch.Tensor, rng: np.random.Generator, name: str
-    ) -> torch.Tensor:
-        """Model input ``(1, target_length, n_mels)`` of a raw fbank clip: crop/pad,
-        SpecAugment, normalisation, noise (the official order)."""
-        x = self.fit_length(self.check_features(feats, name), rng).clone()
+        per_clip = self.front_end.per_clip_normalization
+        if per_clip:
+            x = self.module.normalize(x)
+        x = fit_length(x, self.frames, rng, self.crop, self.pad).clone()
         T, F = x.shape
         if self.freqm:
             lo, hi = _mask_span(F, self.freqm, rng)
@@ -267,35 +209,39 @@ class FbankClipProcessor(ClipProcessor):
         if self.timem:
             lo, hi = _mask_span(T, self.timem, rng)
             x[lo:hi] = 0.0
-        fe = self.front_end
-        if fe.normalize:
-            x = normalize_fbank(x, fe.mean, fe.std)
+        if not per_clip:
+            x = self.module.normalize(x)
         if self.noise:
             scale = rng.random() / 10
             x = x + torch.from_numpy(rng.random((T, F), dtype=np.float32)) * scale
             x = torch.roll(x, int(rng.integers(-10, 10)), dims=0)
         return x.float().unsqueeze(0).contiguous()
 
+    def from_wave(
+        self, wave: np.ndarray | torch.Tensor, rng: np.random.Generator, name: str
+    ) -> torch.Tensor:
+        """Training input ``(1, frames, n_mels)`` of a waveform at ``sample_rate``."""
+        return self.from_features(self.wave_features(wave, name), rng, name)
 
-def make_processor(data_cfg, front_end=None) -> ClipProcessor:
-    """The clip processor of a model's front end.
+
+def make_processor(data_cfg, front_end: FrontEndSpec | None = None) -> ClipProcessor:
+    """The clip processor of a run: the model's front end with the run's data options.
 
     Args:
-        data_cfg: the run's :class:`~axlstm.data.DataConfig`.
-        front_end: the model's ``front_end_config``: a
-            :class:`~axlstm.audio.KaldiFbankConfig` gives :class:`FbankClipProcessor` (with
-            ``data_cfg.fbank``); anything else (None, the log-mel config) the AxLSTM
-            :class:`ClipProcessor` of ``data_cfg.crop_frames``-frame crops.
+        data_cfg: the run's :class:`~axlstm.data.DataConfig`: ``crop_frames`` (for front ends
+            without a fixed length), ``input`` (crop, pad, augmentation; "auto" is the front
+            end's own default) and ``silence_ptp``.
+        front_end: the model's ``front_end_config`` (the AxLSTM log-mel when None).
     """
-    if isinstance(front_end, KaldiFbankConfig):
-        fb = data_cfg.fbank
-        return FbankClipProcessor(
-            front_end,
-            crop=fb.crop,
-            pad=fb.pad,
-            freqm=fb.freqm,
-            timem=fb.timem,
-            noise=fb.noise,
-            silence_ptp=data_cfg.silence_ptp,
-        )
-    return ClipProcessor(data_cfg.crop_frames, silence_ptp=data_cfg.silence_ptp)
+    fe = front_end if front_end is not None else FrontEndConfig()
+    opts = data_cfg.input
+    return ClipProcessor(
+        fe,
+        frames=fe.fixed_length or data_cfg.crop_frames,
+        crop=None if opts.crop == "auto" else opts.crop,
+        pad=None if opts.pad == "auto" else opts.pad,
+        freqm=opts.freqm,
+        timem=opts.timem,
+        noise=opts.noise,
+        silence_ptp=data_cfg.silence_ptp,
+    )

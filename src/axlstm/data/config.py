@@ -7,19 +7,22 @@ from typing import Literal
 
 
 @dataclass
-class FbankDataConfig:
-    """How clips become model inputs for models on the Kaldi fbank front end (the original
-    SSAST and SSAMBA; SPEC-SSAST-SSAMBA §A1-A2). The defaults are the official pretraining
-    loader: the first ``target_length`` frames (the model's, 1024), zero log-mel rows appended
-    to shorter clips, no augmentation. Fine-tuning recipes add SpecAugment and noise.
+class InputDataConfig:
+    """How clips become training inputs (:mod:`axlstm.data.clips`), for any model. "auto" takes
+    the model's front end's own recipe: for the AxLSTM log-mel a random start in
+    ``[0, T - L)`` and short clips tiled (the official AxLSTM loader); for the Kaldi fbank of the
+    original SSAST and SSAMBA the first ``target_length`` frames and zero log-mel rows appended
+    (the official SSAST loader, SPEC-SSAST-SSAMBA §A1-A2). No augmentation by default;
+    fine-tuning recipes add SpecAugment and noise.
 
     Waveform-level mixup (a fine-tuning augmentation, rate 0 in every pretraining script) is
     not offered: it needs a second clip per item.
 
     Attributes:
-        crop: "start" (official: keep the first frames) or "random" (a uniform start).
-        pad: "zeros" (official: zero log-mel rows at the end, +0.467 after AudioSet
-            normalisation) or "tile" (repeat the clip).
+        crop: "auto", "start" (keep the first frames), "random" (a uniform start in
+            ``[0, T - L]``) or "random_official" (``[0, T - L)``).
+        pad: "auto", "zeros" (zero log-mel rows at the end, +0.467 after AudioSet
+            normalisation for SSAST) or "tile" (repeat the clip).
         freqm: SpecAugment frequency mask width bound (0: off; fine-tuning 24-48), torchaudio
             semantics: one mask of width ``floor(U * freqm)``, written as 0 before normalising.
         timem: SpecAugment time mask width bound (0: off; fine-tuning 48-192).
@@ -27,15 +30,15 @@ class FbankDataConfig:
             clip in time by an integer in [-10, 9] frames, as the official loader's noise.
     """
 
-    crop: Literal["start", "random"] = "start"
-    pad: Literal["zeros", "tile"] = "zeros"
+    crop: Literal["auto", "start", "random", "random_official"] = "auto"
+    pad: Literal["auto", "zeros", "tile"] = "auto"
     freqm: int = 0
     timem: int = 0
     noise: bool = False
 
     def validate(self) -> None:
         if self.freqm < 0 or self.timem < 0:
-            raise ValueError("data.fbank.freqm and data.fbank.timem must be >= 0")
+            raise ValueError("data.input.freqm and data.input.timem must be >= 0")
 
 
 @dataclass
@@ -48,8 +51,9 @@ class DataConfig:
         num_workers: DataLoader worker processes per rank (0: load in the training process).
         prefetch_factor: batches each worker prepares ahead.
         pin_memory: pin host batches when training on CUDA.
-        crop_frames: frames per training crop (200 = 2 s at a 10 ms hop) of log-mel models;
-            models on the Kaldi fbank front end use their own ``target_length`` instead.
+        crop_frames: frames per training input (200 = 2 s at a 10 ms hop) for front ends
+            without a fixed length (the log-mel); the Kaldi fbank pads or crops to its own
+            ``target_length`` (the model's training length) instead.
         silence_ptp: peak-to-peak amplitude at or below which a clip counts as silent.
         max_bad_attempts: replacement draws for one sample before the run gives up (the data
             is then mostly unusable and an error says so).
@@ -61,7 +65,8 @@ class DataConfig:
         procedural_size: clips in the procedural corpus (its epoch length).
         procedural_seed: identity of the procedural corpus.
         procedural_seconds: (min, max) duration of procedural clips.
-        fbank: crops and augmentation for Kaldi fbank models (:class:`FbankDataConfig`).
+        input: crops, padding and augmentation of the training inputs
+            (:class:`InputDataConfig`).
     """
 
     paths: list[str] = field(default_factory=list)
@@ -76,7 +81,7 @@ class DataConfig:
     procedural_size: int = 100_000
     procedural_seed: int = 0
     procedural_seconds: tuple[float, float] = (1.0, 4.0)
-    fbank: FbankDataConfig = field(default_factory=FbankDataConfig)
+    input: InputDataConfig = field(default_factory=InputDataConfig)
 
     def validate(self) -> None:
         if self.num_workers < 0:

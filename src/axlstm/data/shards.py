@@ -39,6 +39,7 @@ from axlstm.audio import AUDIO_EXTENSIONS, resample
 from axlstm.data.clips import BadItem, ClipProcessor
 from axlstm.data.sources import (
     MANIFEST_EXTENSIONS,
+    TRAINING_EXTENSIONS,
     read_audio_file,
     read_manifest,
     scan_folder,
@@ -270,7 +271,7 @@ def list_inputs(spec: str | Path) -> tuple[list[str], str]:
     """Files named by a folder (scanned recursively) or a manifest; and a root for names."""
     path = Path(spec)
     if path.is_dir():
-        return scan_folder(path), str(path)
+        return scan_folder(path, TRAINING_EXTENSIONS), str(path)
     if path.suffix.lower() in MANIFEST_EXTENSIONS:
         paths, _ = read_manifest(path)
         return paths, str(path.parent)
@@ -292,7 +293,7 @@ class ShardWriteReport:
 def _encode(task: tuple[int, str, str, bool, str, int]) -> tuple[int, dict | None, tuple | None]:
     """Encode one input file: ``(index, members | None, (reason, name, detail) | None)``."""
     index, path, rel, features, dtype, sample_rate = task
-    processor = ClipProcessor(sample_rate=sample_rate)
+    processor = ClipProcessor()  # the AxLSTM log-mel: what `--features` shards hold
     try:
         if path.lower().endswith(".npy"):
             if not features:

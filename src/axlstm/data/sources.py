@@ -1,5 +1,6 @@
 """Indexable data sources: a folder scan, a manifest, or the procedural corpus.
 
+Folders and manifests are read by the package's one reader (:mod:`axlstm.audio.listing`).
 An indexable source has a length and turns item ``i`` into one normalised crop given a
 ``numpy.random.Generator`` (for the crop offset). Streams of shards live in
 :mod:`axlstm.data.shards`.
@@ -11,23 +12,27 @@ DataLoader worker as reference counts touch its pages; two numpy arrays are not.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from axlstm.audio import AUDIO_EXTENSIONS, AudioLoadError, load_audio
+from axlstm.audio import AudioError, load_audio
+from axlstm.audio.listing import (
+    AUDIO_EXTENSIONS,
+    MANIFEST_EXTENSIONS,
+    read_manifest,
+    scan_folder,
+)
 from axlstm.data.clips import BadItem, ClipProcessor
 from axlstm.data.procedural import ProceduralCorpus
 
 __all__ = [
     "FEATURE_EXTENSIONS",
     "MANIFEST_EXTENSIONS",
+    "TRAINING_EXTENSIONS",
     "FileSource",
     "PathTable",
     "ProceduralSource",
@@ -41,8 +46,8 @@ logger = logging.getLogger(__name__)
 
 #: Files holding a precomputed, unnormalised log-mel array (T, 80).
 FEATURE_EXTENSIONS = (".npy",)
-#: Manifest formats: CSV/TSV with a header naming a ``path`` column, or JSON lines.
-MANIFEST_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".ndjson")
+#: What a folder of training data contributes: audio files and feature arrays.
+TRAINING_EXTENSIONS = (*AUDIO_EXTENSIONS, *FEATURE_EXTENSIONS)
 
 
 class PathTable:
@@ -75,83 +80,13 @@ def _wanted(name: str, extensions: Sequence[str]) -> bool:
     return os.path.splitext(name)[1].lower() in extensions
 
 
-def scan_folder(root: str | Path, extensions: Sequence[str] | None = None) -> list[str]:
-    """Every file under ``root`` (recursively) with a known audio or feature extension.
-
-    The order is deterministic: directories and files sorted by name at every level, so two
-    machines scanning the same tree get the same list. Hidden files and folders are ignored.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder not found: {root}")
-    exts = tuple(extensions or (*AUDIO_EXTENSIONS, *FEATURE_EXTENSIONS))
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(
-            os.path.join(dirpath, f)
-            for f in sorted(filenames)
-            if not f.startswith(".") and _wanted(f, exts)
-        )
-    return found
-
-
-def read_manifest(path: str | Path) -> tuple[list[str], list[float | None]]:
-    """Paths (and optional durations in seconds) listed in a CSV/TSV or JSON-lines manifest.
-
-    CSV/TSV need a header with a ``path`` column (``file`` and ``filename`` are accepted too)
-    and may have a ``duration`` column. JSON lines hold one object per line with the same
-    keys. Relative paths are resolved against the manifest's folder.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"manifest not found: {path}")
-    base = path.parent
-    rows: list[dict] = []
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{lineno}: invalid JSON ({err})") from err
-                if isinstance(row, str):
-                    row = {"path": row}
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{lineno}: expected an object with a 'path' key")
-                rows.append(row)
-    elif suffix in (".csv", ".tsv"):
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-            rows = list(reader)
-            header = reader.fieldnames or []
-        if not ({"path", "file", "filename"} & set(header)):
-            raise ValueError(f"{path}: the header needs a 'path' column, found {header}")
-    else:
-        raise ValueError(f"{path}: unknown manifest type; use one of {MANIFEST_EXTENSIONS}")
-    paths: list[str] = []
-    durations: list[float | None] = []
-    for i, row in enumerate(rows):
-        p = row.get("path") or row.get("file") or row.get("filename")
-        if not p:
-            raise ValueError(f"{path}: entry {i + 1} has no path")
-        p = os.path.expanduser(str(p))
-        paths.append(p if os.path.isabs(p) else str(base / p))
-        d = row.get("duration")
-        durations.append(float(d) if d not in (None, "") else None)
-    return paths, durations
-
-
 def read_audio_file(path: str, sample_rate: int) -> torch.Tensor:
     """:func:`axlstm.audio.load_audio` with failures turned into :class:`BadItem` reasons."""
     try:
         return load_audio(path, sample_rate)
     except FileNotFoundError:
         raise BadItem("missing", path) from None
-    except AudioLoadError as err:
+    except AudioError as err:
         msg = str(err)
         if "empty" in msg or "no samples" in msg:
             reason = "empty"

@@ -41,6 +41,7 @@ from axlstm.data.procedural import ProceduralCorpus
 from axlstm.data.shards import decode_sample, expand_shards, iter_raw_samples, shard_counts
 from axlstm.data.sources import (
     MANIFEST_EXTENSIONS,
+    TRAINING_EXTENSIONS,
     FileSource,
     PathTable,
     ProceduralSource,
@@ -115,7 +116,7 @@ def resolve_data(cfg: DataConfig) -> tuple[str, Any]:
     tables = []
     for p in paths:
         if os.path.isdir(p):
-            found = scan_folder(p)
+            found = scan_folder(p, TRAINING_EXTENSIONS)
             logger.info("found %d audio files under %s", len(found), p)
             tables.append(PathTable(found))
         elif Path(p).suffix.lower() in MANIFEST_EXTENSIONS:

@@ -27,8 +27,9 @@ Trimming and timestamps depend on the frame layout:
   ``int(50 * pad / 200)`` trim leaves), frames in the official scrambled order (SPEC §6.1) and
   timestamps ``i * duration / n_frames``.
 
-Models on the Kaldi fbank front end (the original SSAST and SSAMBA, whose ``front_end_config``
-is a :class:`~axlstm.audio.KaldiFbankConfig`) take the same path with their own geometry:
+Everything model-specific comes from the model's interface (:class:`~axlstm.models.Encoder`:
+its front end, frame span and hop, official window, layers). For the original SSAST and
+SSAMBA, whose front end is the Kaldi fbank, that means:
 
 * features: 128-bin Kaldi fbank of each whole clip (global DC removal, 25 ms frames every
   10 ms with ``snip_edges``, so ``T = 1 + (N - 400) // 160``), normalised with the model's
@@ -49,63 +50,31 @@ is a :class:`~axlstm.audio.KaldiFbankConfig`) take the same path with their own 
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from axlstm.audio import (
-    FrontEndConfig,
-    KaldiFbankConfig,
-    LogMelFrontEnd,
-    build_front_end,
-    resample,
+from axlstm.audio import FrontEndSpec, resample
+from axlstm.core.errors import AudioError
+from axlstm.embedding.options import (
+    LayerSpec,
+    check_frame_layout,
+    layer_labels,
+    model_layers,
+    model_window,
+    parse_layers,
+    precision_context,
 )
+from axlstm.embedding.windows import encode_whole, encode_windowed, keep_and_times, model_grid
+from axlstm.models import Encoder
 
-__all__ = [
-    "OFFICIAL_WINDOW",
-    "Embeddings",
-    "check_clip",
-    "embed",
-    "front_end_config",
-    "layer_labels",
-    "model_layers",
-    "model_window",
-    "num_input_frames",
-    "official_window",
-    "parse_layers",
-    "parse_window",
-]
+__all__ = ["Embeddings", "check_clip", "embed", "front_end_config", "num_input_frames"]
 
 logger = logging.getLogger(__name__)
-
-#: Frames per window of the official HEAR runtime (2 s of 10 ms mel frames). Models on the
-#: Kaldi fbank front end use their training length instead (:func:`official_window`).
-OFFICIAL_WINDOW = 200
-#: Sample rate of the AxLSTM front end (a model's own is ``front_end_config(model).sample_rate``).
-MODEL_SAMPLE_RATE = 16000
-
-_PRECISIONS = {
-    None: None,
-    "fp32": None,
-    "float32": None,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
-_WARNED: set[tuple[str, str]] = set()
-
-LayerSpec = int | str | None | Sequence[int | str | None]
-FrontEnd = FrontEndConfig | KaldiFbankConfig
 
 
 @dataclass
@@ -147,135 +116,6 @@ class Embeddings:
         """Frames (T_i, [K,] D) and timestamps (T_i,) of clip ``i``, without padding."""
         n = int(self.num_frames[i])
         return self.frames[i, :n], self.timestamps[i, :n]
-
-
-# ------------------------------------------------------------------------------------ options
-def parse_window(window: Any, patch_frames: int = 4, official: int = OFFICIAL_WINDOW) -> int | None:
-    """Window length in mel frames, or None for one pass over the whole clip.
-
-    Accepts "official" (``official`` frames: 200 for AxLSTM, see :func:`official_window`),
-    None / "none" / "full" / 0 (no windowing), or a positive number of frames that is a
-    multiple of the patch length.
-    """
-    if window is None:
-        return None
-    if isinstance(window, str):
-        w = window.strip().lower()
-        if w == "official":
-            return int(official)
-        if w in ("none", "full", "0"):
-            return None
-        try:
-            window = int(w)
-        except ValueError:
-            raise ValueError(
-                f"unknown window {window!r}; use 'official', 'none' or a number of frames"
-            ) from None
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
-        raise ValueError(f"window must be 'official', 'none' or an int, got {window!r}")
-    if window == 0:
-        return None
-    if window < 0 or window % patch_frames:
-        raise ValueError(
-            f"window must be a positive multiple of {patch_frames} frames, got {window}"
-        )
-    return int(window)
-
-
-def _one_layer(item: Any, depth: int) -> int | None:
-    if item is None:
-        return None
-    if isinstance(item, str):
-        s = item.strip().lower()
-        if s in ("last", "final", "output"):
-            return None
-        if s.startswith("block"):
-            s = s[len("block") :]
-        try:
-            item = int(s)
-        except ValueError:
-            raise ValueError(
-                f"unknown layer {item!r}; use 'last', 'all', a block index or a list of them"
-            ) from None
-    if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
-        raise ValueError(f"layer must be an int, 'last' or 'all', got {item!r}")
-    if not -depth <= item < depth:
-        raise ValueError(f"layer {item} is out of range for a model with {depth} blocks")
-    return int(item) % depth
-
-
-def parse_layers(layer: LayerSpec, depth: int) -> tuple[list[int | None], bool]:
-    """Resolve a layer choice into block indices (None = the final normalised output).
-
-    Args:
-        layer: None / "last" / "final" (the encoder output after its norm, the default); an int
-            (output of that block, 0-based, negatives count from the end, before the final
-            norm); "all" (every block, then the final output); a list of these or a
-            comma-separated string such as "3,last".
-        depth: number of blocks of the model.
-
-    Returns:
-        The indices, and whether the choice was a single layer (outputs without a layer axis).
-    """
-    if isinstance(layer, str) and layer.strip().lower() == "all":
-        return [*range(depth), None], False
-    if isinstance(layer, str) and "," in layer:
-        layer = [p for p in layer.split(",") if p.strip()]
-    if isinstance(layer, (list, tuple)):
-        if not layer:
-            raise ValueError("empty layer list")
-        return [_one_layer(x, depth) for x in layer], False
-    return [_one_layer(layer, depth)], True
-
-
-def layer_labels(indices: Sequence[int | None]) -> list[str]:
-    return ["final" if i is None else f"block{i}" for i in indices]
-
-
-def _is_fbank_model(model) -> bool:
-    """The original SSAST / SSAMBA framework (cls tokens in front, frequency-major patches)."""
-    from axlstm.models.ssast_original import SSASTFramework
-
-    return isinstance(model, SSASTFramework)
-
-
-def official_window(model) -> int:
-    """Frames of ``window="official"`` for ``model``: the official HEAR runtime's 200 frames
-    (2 s) for AxLSTM-style models; the training length ``img_size[0]`` for the original SSAST
-    and SSAMBA (1024 frames = 10.24 s for the released models)."""
-    if _is_fbank_model(model):
-        return int(model.config.img_size[0])
-    return OFFICIAL_WINDOW
-
-
-def model_window(model, window: Any) -> int | None:
-    """:func:`parse_window` with the model's patch length and official window."""
-    return parse_window(window, model.config.patch_size[0], official_window(model))
-
-
-def model_layers(model) -> int:
-    """Hidden states a layer choice indexes (``model.num_layers``: one per block, one per
-    bidirectional pair for SSAMBA)."""
-    return int(getattr(model, "num_layers", model.config.depth))
-
-
-def _autocast(device: torch.device, precision: str | None):
-    if precision not in _PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use 'fp32', 'fp16' or 'bf16'")
-    dtype = _PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=dtype)
-    key = (device.type, str(precision))
-    if key not in _WARNED:  # once per process: the CLI calls this for every batch
-        _WARNED.add(key)
-        logger.warning(
-            "precision %s uses autocast on CUDA only; computing in float32 on %s",
-            precision,
-            device.type,
-        )
-    return contextlib.nullcontext()
 
 
 # ------------------------------------------------------------------------------------- input
@@ -327,243 +167,82 @@ def _split_clips(wave: Any, lengths: Any) -> list[torch.Tensor]:
     return clips
 
 
-def front_end_config(model) -> FrontEnd:
-    """The front-end settings a model expects: a :class:`~axlstm.audio.FrontEndConfig` (the
-    AxLSTM log-mel; the defaults unless its config says more) or a
-    :class:`~axlstm.audio.KaldiFbankConfig` (the original SSAST and SSAMBA).
+def front_end_config(model: Encoder) -> FrontEndSpec:
+    """The front end a model expects (its ``front_end_config``), checked to be one.
 
     Raises:
-        ValueError: the model takes another kind of input.
+        ValueError: the model does not declare a front end (:class:`~axlstm.audio.FrontEndSpec`).
     """
     cfg = getattr(model, "front_end_config", None)
-    if callable(cfg):
-        cfg = cfg()
-    if cfg is None:
-        return FrontEndConfig()
-    if not isinstance(cfg, (FrontEndConfig, KaldiFbankConfig)):
+    if not isinstance(cfg, FrontEndSpec):
         name = getattr(getattr(model, "config", None), "name", type(model).__name__)
         raise ValueError(
-            f"model {name!r} takes {type(cfg).__name__} features; axlstm.embedding handles "
-            "models with the log-mel front end (FrontEndConfig) or the Kaldi fbank front end "
-            "(KaldiFbankConfig)"
+            f"model {name!r} declares no front end (got {type(cfg).__name__}); axlstm.embedding "
+            "needs an Encoder whose front_end_config is a FrontEndSpec (the log-mel front end "
+            "FrontEndConfig or the Kaldi fbank KaldiFbankConfig)"
         )
     return cfg
 
 
-@dataclass(frozen=True)
-class _Timing:
-    """Where a front end's input frames sit in the audio, in samples at ``sample_rate``.
-
-    Attributes:
-        hop: samples between consecutive frames.
-        centre0: centre of frame 0 (0 for the centred STFT, half a frame with ``snip_edges``).
-        min_samples: shortest clip the front end accepts.
-        frame_size: frame length with ``snip_edges`` (only whole frames), 0 for the centred
-            STFT (``1 + N // hop`` frames).
-    """
-
-    sample_rate: int
-    hop: int
-    centre0: Fraction
-    min_samples: int
-    frame_size: int = 0
-
-    def num_frames(self, num_samples: int) -> int:
-        if self.frame_size:
-            return 1 + (num_samples - self.frame_size) // self.hop
-        return 1 + num_samples // self.hop
-
-
-def _timing(fe: FrontEnd) -> _Timing:
-    if isinstance(fe, KaldiFbankConfig):
-        size = fe.frame_size
-        return _Timing(fe.sample_rate, fe.frame_shift, Fraction(size, 2), size, size)
-    return _Timing(fe.sample_rate, fe.hop_length, Fraction(0), fe.n_fft // 2 + 1)
-
-
-def num_input_frames(fe: FrontEnd, num_samples: int) -> int:
-    """Spectrogram frames the front end ``fe`` gives a clip of ``num_samples`` samples."""
-    return _timing(fe).num_frames(num_samples)
+def num_input_frames(fe: FrontEndSpec, num_samples: int) -> int:
+    """Spectrogram frames the front end ``fe`` gives a whole clip of ``num_samples`` samples."""
+    return fe.num_frames(num_samples)
 
 
 def check_clip(
-    clip: torch.Tensor, sample_rate: float, name: str, front_end: FrontEnd | None = None
+    clip: torch.Tensor, sample_rate: float, name: str, front_end: FrontEndSpec
 ) -> torch.Tensor:
     """A (N,) or (C, N) clip as a mono float32 (N,) waveform at the front end's rate, checked.
 
     Raises:
-        ValueError: naming the clip, when it is empty, holds NaN/inf or is too short for the
+        AudioError: naming the clip, when it is empty, holds NaN/inf or is too short for the
             front end (at most ``n_fft // 2`` = 200 samples at 16 kHz for the log-mel STFT,
             under one 25 ms frame = 400 samples for the Kaldi fbank).
     """
-    fe = front_end or FrontEndConfig()
+    fe = front_end
     rate = fe.sample_rate
     if clip.dim() == 2:
         clip = clip.mean(dim=0)  # (N,) channel average
     n_in = clip.shape[-1]
     if n_in == 0:
-        raise ValueError(f"{name}: the clip is empty (0 samples)")
+        raise AudioError(f"{name}: the clip is empty (0 samples)")
     clip = clip.to(dtype=torch.float32)
     if not bool(torch.isfinite(clip).all()):
-        raise ValueError(f"{name}: the clip holds NaN or infinite samples")
+        raise AudioError(f"{name}: the clip holds NaN or infinite samples")
     if sample_rate != rate:
         clip = resample(clip.cpu(), sample_rate, rate)
-    min_len = _timing(fe).min_samples
+    min_len = fe.min_samples
     if clip.shape[-1] < min_len:
         at = "" if sample_rate == rate else f" ({n_in} at {sample_rate:g} Hz)"
-        what = "the STFT needs" if isinstance(fe, FrontEndConfig) else "one fbank frame needs"
-        raise ValueError(
-            f"{name}: too short: {clip.shape[-1]} samples at {rate / 1000:g} kHz{at}; {what} "
-            f"at least {min_len} ({1000 * min_len / rate:.1f} ms)"
+        raise AudioError(
+            f"{name}: too short: {clip.shape[-1]} samples at {rate / 1000:g} kHz{at}; "
+            f"{fe.min_samples_reason} at least {min_len} ({1000 * min_len / rate:.1f} ms)"
         )
     return clip
 
 
-def _log_mels(waves: list[torch.Tensor], front_end: LogMelFrontEnd) -> list[torch.Tensor]:
-    """Per-clip standardised log-mel (T_i, F) of each wave; equal lengths share one call."""
+def _spectrograms(waves: list[torch.Tensor], fe: FrontEndSpec, device) -> list[torch.Tensor]:
+    """The model input (T_i, F) of each whole wave (no pad/crop to a training length); clips of
+    equal length share one call (every front end treats the rows of a batch independently)."""
+    front_end = fe.whole_clip().build().to(device)
     out: list[torch.Tensor | None] = [None] * len(waves)
     groups: dict[int, list[int]] = {}
     for i, w in enumerate(waves):
         groups.setdefault(w.shape[-1], []).append(i)
     for idx in groups.values():
-        specs = front_end(torch.stack([waves[i] for i in idx]))  # (b, 1, T, F), per-row stats
+        specs = front_end(torch.stack([waves[i] for i in idx]))  # (b, 1, T, F)
         for j, i in enumerate(idx):
             out[i] = specs[j, 0]
     return out  # type: ignore[return-value]
 
 
-def _spectrograms(waves: list[torch.Tensor], fe: FrontEnd, device) -> list[torch.Tensor]:
-    """The model input (T_i, F) of each wave: per-clip standardised log-mel, or normalised
-    Kaldi fbank of the whole clip (no pad/crop to the training length)."""
-    if isinstance(fe, KaldiFbankConfig):
-        front_end = build_front_end(dataclasses.replace(fe, target_length=None)).to(device)
-        return [front_end(w)[0, 0] for w in waves]  # each clip alone: global DC per clip
-    return _log_mels(waves, LogMelFrontEnd(fe).to(device))
-
-
-def _pad_value(fe: FrontEnd) -> float:
-    """What padding frames hold: the clip mean (0) for the standardised log-mel; a zero
-    log-mel row normalised for the fbank, as the official SSAST loader pads."""
-    return fe.pad_value if isinstance(fe, KaldiFbankConfig) else 0.0
-
-
-@dataclass(frozen=True)
-class _Grid:
-    """How output frames tile the input: ``patch`` input frames per output frame, starting
-    every ``stride``; a window of ``window`` frames gives ``per_window`` frames and the next
-    window starts ``step = per_window * stride`` frames later (``window`` itself when the
-    stride is the patch length), so the frame grid is regular across windows."""
-
-    patch: int
-    stride: int
-    window: int | None
-    per_window: int
-    step: int
-
-    def wanted(self, n_in: int) -> int:
-        """Output frames that start inside ``n_in`` input frames."""
-        return max(1, math.ceil(n_in / self.stride))
-
-    def whole_length(self, n_in: int) -> int:
-        """Input length that gives exactly :meth:`wanted` frames in one pass."""
-        return (self.wanted(n_in) - 1) * self.stride + self.patch
-
-
-def _grid(model, window: int | None) -> _Grid:
-    pt = int(model.config.patch_size[0])
-    st = int(getattr(model.config, "stride", model.config.patch_size)[0])
-    if window is None:
-        return _Grid(pt, st, None, 0, 0)
-    per = int(model.frames_for(window))
-    return _Grid(pt, st, window, per, per * st)
-
-
-# ------------------------------------------------------------------------------------ encoder
-def _run(model, specs: torch.Tensor, indices, layout: str, precision) -> torch.Tensor:
+def _run(model: Encoder, specs: torch.Tensor, indices, layout: str, precision) -> torch.Tensor:
     """(N, 1, T, F) spectrograms -> (N, frames_for(T), K, D) float32 frames of the layers."""
     param = next(model.parameters())
     specs = specs.to(device=param.device, dtype=param.dtype)
-    need_hidden = any(i is not None for i in indices)
-    with _autocast(param.device, precision):
-        if need_hidden:
-            tokens, hidden = model.encode(specs, return_hidden=True)
-        else:
-            tokens, hidden = model.encode(specs), []
-    outs = []
-    for i in indices:
-        t = tokens if i is None else hidden[i]
-        if _is_fbank_model(model):  # cls (and dist) in front; frames need the input length
-            n_cls = model.config.num_cls_tokens
-            outs.append(model.tokens_to_frames(t[:, n_cls:].float(), specs.shape[2]))
-        else:
-            outs.append(model.tokens_to_frames(t[:, 1:].float(), layout))  # (N, n_t, D)
-    return torch.stack(outs, dim=2)  # (N, n_t, K, D)
-
-
-def _encode_windowed(specs, grid: _Grid, batch_size, run, pad_value=0.0) -> list[torch.Tensor]:
-    """Frames of every clip from fixed windows pooled across clips; (n_w * per_window, K, D)."""
-    window, step = grid.window, grid.step
-    pieces, counts = [], []
-    for spec in specs:
-        T, n_bins = spec.shape
-        n_w = math.ceil(grid.wanted(T) / grid.per_window)
-        length = (n_w - 1) * step + window
-        padded = F.pad(spec, (0, 0, 0, length - T), value=pad_value)  # 0 = the clip's mean
-        if step == window:
-            pieces.append(padded.view(n_w, window, n_bins))
-        else:  # overlapping windows: every window ends where the next one's frames begin
-            pieces.append(padded.unfold(0, window, step).transpose(1, 2))
-        counts.append(n_w)
-    windows = torch.cat(pieces).unsqueeze(1)  # (W, 1, window, F)
-    outs = [run(windows[s : s + batch_size]) for s in range(0, windows.shape[0], batch_size)]
-    frames = torch.cat(outs)  # (W, per_window, K, D)
-    per_clip = frames.split(counts)
-    return [f.reshape(-1, *f.shape[2:]) for f in per_clip]
-
-
-def _encode_whole(specs, grid: _Grid, batch_size, run, pad_value=0.0) -> list[torch.Tensor]:
-    """Frames of every clip from one pass each; clips of equal padded length share batches."""
-    out: list[torch.Tensor | None] = [None] * len(specs)
-    groups: dict[int, list[int]] = {}
-    for i, spec in enumerate(specs):
-        groups.setdefault(grid.whole_length(spec.shape[0]), []).append(i)
-    for length, idx in groups.items():
-        for s in range(0, len(idx), batch_size):
-            chunk = idx[s : s + batch_size]
-            batch = torch.stack(
-                [
-                    F.pad(specs[i], (0, 0, 0, length - specs[i].shape[0]), value=pad_value)
-                    for i in chunk
-                ]
-            ).unsqueeze(1)  # (b, 1, length, F)
-            frames = run(batch)
-            for j, i in enumerate(chunk):
-                out[i] = frames[j]
-    return out  # type: ignore[return-value]
-
-
-def _keep_and_times(
-    n_in: int,
-    n_samples: int,
-    sample_rate: float,
-    layout: str,
-    grid: _Grid,
-    timing: _Timing,
-) -> tuple[int, np.ndarray]:
-    """Number of frames kept and their timestamps (ms) for one clip (see the module doc)."""
-    n_max = grid.wanted(n_in)
-    duration_ms = Fraction(1000) * n_samples / Fraction(sample_rate)
-    if layout == "official":
-        step = duration_ms / n_max
-        return n_max, np.array([float(i * step) for i in range(n_max)])
-    hop_ms = Fraction(1000 * timing.hop, timing.sample_rate)  # 10 ms per input frame
-    frame_ms = grid.stride * hop_ms  # 40 ms per frame for AxLSTM, 160 ms for 16x16 patches
-    # centre of input frames 0 .. patch - 1: 15 ms for AxLSTM, 87.5 ms for 16x16 fbank patches
-    centre_ms = Fraction(1000, timing.sample_rate) * timing.centre0 + (grid.patch - 1) * hop_ms / 2
-    inside = math.floor((duration_ms - centre_ms) / frame_ms) + 1
-    n = min(max(inside, 1), n_max)
-    times = [float(min(centre_ms + t * frame_ms, duration_ms)) for t in range(n)]
-    return n, np.array(times)
+    with precision_context(param.device, precision):
+        frames = model.forward_features(specs, layout, list(indices))
+    return torch.stack([f.float() for f in frames], dim=2)  # (N, n_t, K, D)
 
 
 # --------------------------------------------------------------------------------------- api
@@ -583,8 +262,8 @@ def embed(
     """Scene and frame embeddings of audio clips.
 
     Args:
-        model: a :class:`~axlstm.models.MaskedSpecModel`, or an original SSAST / SSAMBA (Kaldi
-            fbank front end; see the module doc); it runs where its weights are.
+        model: any :class:`~axlstm.models.Encoder` (AxLSTM, SSAST, SSAM, the original SSAST,
+            SSAMBA); it runs where its weights are.
         wave: (N,) one mono clip, (B, N) a batch of mono clips, (B, C, N) a batch of
             multi-channel clips (channels are averaged), or a list of (N,) / (C, N) clips of any
             lengths. Floating point, as numpy arrays or torch tensors on any device. A single
@@ -598,8 +277,8 @@ def embed(
             or a window length in input frames (a multiple of the patch length).
         layer: which output: None / "last" (final normalised output), a block index, "all" or a
             list; see :func:`parse_layers` (indices up to ``model.num_layers``).
-        frame_layout: "time" or "official" (AxLSTM-style models only); the model's configured
-            layout when None.
+        frame_layout: one of ``model.frame_layouts`` ("time"; "official" for AxLSTM-style
+            models); the model's configured layout when None.
         batch_size: windows (with ``window=None``: whole clips) per forward pass.
         precision: None / "fp32", or "fp16" / "bf16" autocast, used on CUDA only.
         names: names of the clips for error messages (default "clip i").
@@ -612,18 +291,12 @@ def embed(
             for the log-mel, under 400 for the fbank) or holds NaN/inf; the message names the
             clip.
     """
-    config = model.config
     fe = front_end_config(model)
     if sample_rate is None:
         sample_rate = fe.sample_rate
-    layout = frame_layout or config.frame_layout
-    if layout not in ("time", "official"):
-        raise ValueError(f"unknown frame_layout {layout!r}; use 'time' or 'official'")
-    if layout == "official" and _is_fbank_model(model):
-        raise ValueError(f"{type(model).__name__} supports frame_layout 'time' only")
+    layout = check_frame_layout(model, frame_layout)
     win = model_window(model, window)
-    grid = _grid(model, win)
-    timing = _timing(fe)
+    grid = model_grid(model, win)
     indices, single = parse_layers(layer, model_layers(model))
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -648,20 +321,20 @@ def embed(
 
     was_training = model.training
     model.eval()
-    pad = _pad_value(fe)
+    pad = fe.pad_value
     try:
         with torch.no_grad():
             specs = _spectrograms(waves, fe, device)
             if win is None:
-                frames = _encode_whole(specs, grid, batch_size, run, pad)
+                frames = encode_whole(specs, grid, batch_size, run, pad)
             else:
-                frames = _encode_windowed(specs, grid, batch_size, run, pad)
+                frames = encode_windowed(specs, grid, batch_size, run, pad)
     finally:
         model.train(was_training)
 
     kept, times = [], []
     for spec, f, n in zip(specs, frames, n_samples, strict=True):
-        k, ts = _keep_and_times(spec.shape[0], n, sample_rate, layout, grid, timing)
+        k, ts = keep_and_times(spec.shape[0], n, sample_rate, layout, grid, fe)
         kept.append(f[:k])
         times.append(ts)
     B, t_max = len(kept), max(f.shape[0] for f in kept)

@@ -1,34 +1,26 @@
-"""Audio files in, embeddings out: input discovery (files, folders, manifests) and a robust
-per-file loop that reports bad files instead of stopping."""
+"""Audio files in, embeddings out: a robust per-file loop that reports bad files instead of
+stopping. Files are named by folders, manifests and paths, read by the package's one reader
+(:func:`axlstm.audio.collect_inputs`)."""
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from axlstm.audio import AUDIO_EXTENSIONS, load_audio
-from axlstm.embedding.extract import (
-    check_clip,
-    embed,
-    front_end_config,
-    model_window,
-    num_input_frames,
-)
+from axlstm.audio import load_audio
+from axlstm.core.errors import AxlstmError
+from axlstm.embedding.extract import check_clip, embed, front_end_config, num_input_frames
+from axlstm.embedding.options import model_window
+from axlstm.models import Encoder
 
-__all__ = ["FileEmbedding", "collect_inputs", "iter_file_embeddings", "read_manifest"]
+__all__ = ["FileEmbedding", "iter_file_embeddings"]
 
 logger = logging.getLogger(__name__)
-
-MANIFEST_EXTENSIONS = (".csv", ".jsonl")
 
 
 @dataclass
@@ -56,76 +48,14 @@ class FileEmbedding:
         return self.error is None
 
 
-def read_manifest(path: str | os.PathLike[str]) -> list[str]:
-    """Audio paths listed in a manifest, relative ones taken from the manifest's folder.
-
-    ``.csv``: a header row with a ``path`` column. ``.jsonl``: one JSON object per line with a
-    ``"path"`` key (blank lines are skipped).
-
-    Raises:
-        ValueError: unknown extension, no ``path`` column or key, or a malformed line.
-    """
-    path = Path(path)
-    base = path.parent
-    entries: list[str] = []
-    if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise ValueError(f"{path}: a CSV manifest needs a 'path' column")
-            entries = [row["path"] for row in reader if (row.get("path") or "").strip()]
-    elif path.suffix.lower() == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{n}: invalid JSON ({err})") from err
-                if not isinstance(item, dict) or "path" not in item:
-                    raise ValueError(f'{path}:{n}: each line needs a "path" key')
-                entries.append(str(item["path"]))
-    else:
-        raise ValueError(f"{path}: manifests are .csv or .jsonl files")
-    return [str(p) if Path(p).is_absolute() else str(base / p) for p in entries]
-
-
-def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
-    """Every audio file named by ``inputs``, in order, without duplicates.
-
-    A folder contributes its files with an extension in ``AUDIO_EXTENSIONS`` (recursively,
-    sorted); a ``.csv`` / ``.jsonl`` file is read as a manifest; anything else is taken as an
-    audio file, even if it does not exist (it then fails with a reason when loaded).
-    """
-    found: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files = sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
-            )
-            if not files:
-                logger.warning("%s: no audio files (%s)", path, " ".join(AUDIO_EXTENSIONS))
-            found.extend(str(p) for p in files)
-        elif path.suffix.lower() in MANIFEST_EXTENSIONS and path.is_file():
-            found.extend(read_manifest(path))
-        else:
-            found.append(str(path))
-    unique = list(dict.fromkeys(found))
-    if len(unique) < len(found):
-        logger.info("dropped %d duplicate inputs", len(found) - len(unique))
-    return unique
-
-
 def _reason(err: BaseException) -> str:
-    if isinstance(err, (ValueError, FileNotFoundError)):
+    if isinstance(err, (AxlstmError, ValueError, FileNotFoundError)):
         return str(err)
     return f"{type(err).__name__}: {err}"
 
 
 def iter_file_embeddings(
-    model,
+    model: Encoder,
     paths: Sequence[str],
     *,
     batch_size: int = 16,

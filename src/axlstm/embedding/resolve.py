@@ -3,7 +3,7 @@
 A model is named by
 
 * a release folder (``config.json`` + ``model.safetensors``, as written by ``axlstm convert``
-  or :meth:`~axlstm.models.MaskedSpecModel.save_pretrained`), or a file inside one;
+  or ``model.save_pretrained``), or a file inside one;
 * a registered preset name such as ``axlstm_tiny`` (random weights: for tests and timing);
 * an official AxLSTM/SSAST checkpoint file, only when ``arch`` names its preset.
 """
@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from axlstm.checkpoint import load_model, load_official
-from axlstm.checkpoint.release import CONFIG_NAME, WEIGHTS_NAME
-from axlstm.models import MaskedSpecModel, create_model, is_model, list_models
+from axlstm.core.errors import ConfigError
+from axlstm.core.release_format import CONFIG_NAME, WEIGHTS_NAME
+from axlstm.models import Encoder, create_model, is_model, list_models
 
 __all__ = ["resolve_model"]
 
@@ -41,7 +42,7 @@ def resolve_model(
     arch: str | None = None,
     device: str | torch.device | None = None,
     **overrides: Any,
-) -> MaskedSpecModel:
+) -> Encoder:
     """The model a name refers to, in eval mode.
 
     Args:
@@ -54,12 +55,12 @@ def resolve_model(
             checkpoints also sizes such as ``embed_dim``. ``None`` values are ignored.
 
     Raises:
-        ValueError: the name is empty or matches nothing; the message says what is accepted.
+        ConfigError: the name is empty or matches nothing; the message says what is accepted.
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     text = str(spec).strip() if spec is not None else ""
     if not text:
-        raise ValueError(
+        raise ConfigError(
             "no model given: pass a release folder, a preset name "
             f"({', '.join(list_models())}) or an official checkpoint with arch="
         )
@@ -70,7 +71,7 @@ def resolve_model(
         logger.info("loaded release %s", release)
     elif path.is_file():
         if arch is None:
-            raise ValueError(
+            raise ConfigError(
                 f"{path} is a file, not a release folder: convert an official checkpoint with "
                 f"`axlstm convert {path} OUT_DIR --arch PRESET`, or pass arch='PRESET' to load "
                 "it directly"
@@ -81,10 +82,10 @@ def resolve_model(
         logger.warning("model %r is a preset with random weights (not a trained model)", text)
     else:
         if path.is_dir():
-            raise ValueError(f"{path} is a folder but not a release: no {CONFIG_NAME} in it")
+            raise ConfigError(f"{path} is a folder but not a release: no {CONFIG_NAME} in it")
         close = difflib.get_close_matches(text, list_models(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
+        raise ConfigError(
             f"unknown model {text!r}: not a release folder, checkpoint file or preset "
             f"(presets: {', '.join(list_models())}){hint}"
         )

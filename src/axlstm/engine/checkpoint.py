@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from axlstm.fileio import atomic_write
+from axlstm.checkpoint.release import build_from_config
+from axlstm.core.errors import CheckpointError
+from axlstm.core.fileio import atomic_write
 
 __all__ = [
     "CKPT_FORMAT",
@@ -43,10 +45,6 @@ CKPT_VERSION = 1
 LAST_NAME = "last.pt"
 _STEP_RE = re.compile(r"^step_(\d+)\.pt$")
 _TMP_RE = re.compile(r"^\..+\.tmp$")
-
-
-class CheckpointError(ValueError):
-    """A training checkpoint that cannot be read or is not one."""
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -220,21 +218,12 @@ def export_release(
     Provenance records the run folder, the step, the checkpoint's SHA-256 and the training
     config, so a release can always be traced back to the run that made it.
     """
-    from axlstm import models
-    from axlstm.checkpoint.release import save_release
-
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
     if "model_config" not in state:
         raise CheckpointError(f"{checkpoint}: no model config stored; cannot export")
-    classes = getattr(
-        models, "MODEL_CLASSES", {"masked_spec": (models.MaskedSpecModel, models.ModelConfig)}
-    )
     kind = state.get("model_class", "masked_spec")
-    if kind not in classes:
-        raise CheckpointError(f"{checkpoint}: unknown model class {kind!r}")
-    model_type, config_type = classes[kind]
-    model = model_type(config_type.from_dict(state["model_config"]))
+    model = build_from_config(kind, state["model_config"], str(checkpoint))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
@@ -254,4 +243,4 @@ def export_release(
         "train_config": state.get("config", {}),
         **(extra_provenance or {}),
     }
-    return save_release(model.eval(), out_dir, provenance)
+    return model.eval().save_pretrained(out_dir, **provenance)

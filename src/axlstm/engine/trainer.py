@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from axlstm._version import __version__
 from axlstm.data.stream import DataStream
 from axlstm.engine.checkpoint import (
     CKPT_FORMAT,
@@ -97,6 +98,7 @@ class TrainTask(Protocol):
         micro_batch: int,
         states: list[dict[str, Any]] | None,
         pin_memory: bool,
+        model: nn.Module,
     ) -> DataStream: ...
 
     def training_loss(
@@ -264,6 +266,7 @@ class Trainer:
             micro_batch=self.micro_batch,
             states=state["data"] if state is not None else None,
             pin_memory=dev.type == "cuda",
+            model=self.model,
         )
         total, warmup, spe = cfg.schedule.resolve(self.data.num_items, cfg.optim.global_batch)
         self.total_steps, self.steps_per_epoch = total, spe
@@ -376,8 +379,6 @@ class Trainer:
             logger.warning("config differs from the checkpoint's: %s", "; ".join(changes))
 
     def _write_run_info(self) -> None:
-        from axlstm import __version__
-
         info = {
             "axlstm_version": __version__,
             "torch_version": str(torch.__version__),
@@ -647,8 +648,6 @@ class Trainer:
         }
         ranks = all_gather_objects(mine, self.dist)
         if self.dist.is_main:
-            from axlstm import __version__
-
             state = {
                 "format": CKPT_FORMAT,
                 "format_version": CKPT_VERSION,

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from axlstm.core.fileio import atomic_write
 from axlstm.evaluation.embedders import Embedder
 from axlstm.evaluation.tasks import METADATA_NAME, VOCAB_NAME, Task
-from axlstm.fileio import atomic_write
 
 __all__ = [
     "EmbeddingError",

@@ -20,9 +20,10 @@ from axlstm.embedding import (
     FileEmbedding,
     iter_file_embeddings,
     model_layers,
+    model_window,
     parse_layers,
-    parse_window,
 )
+from axlstm.models import Encoder
 
 __all__ = ["EMBED_PIPELINE_VERSION", "Embedder", "ModelEmbedder", "state_dict_sha256"]
 
@@ -55,7 +56,7 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
 
 
 class ModelEmbedder:
-    """Scene embeddings of a :class:`~axlstm.models.MaskedSpecModel`.
+    """Scene embeddings of any :class:`~axlstm.models.Encoder`.
 
     Args:
         model: the encoder (its device is where it runs).
@@ -68,7 +69,7 @@ class ModelEmbedder:
 
     def __init__(
         self,
-        model,
+        model: Encoder,
         label: str,
         *,
         window: Any = "official",
@@ -77,7 +78,7 @@ class ModelEmbedder:
         batch_size: int = 16,
         source: str | None = None,
     ) -> None:
-        parse_window(window, model.config.patch_size[0])
+        model_window(model, window)
         _, single = parse_layers(layer, model_layers(model))
         if not single:
             raise ValueError(f"evaluation probes one layer at a time; got layer={layer!r}")

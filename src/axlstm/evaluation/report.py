@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from axlstm.core.fileio import atomic_write_text
 from axlstm.evaluation.stats import aggregate_over_tasks, mean_ci, normalized_scores
-from axlstm.fileio import atomic_write_text
 
 __all__ = ["Outcome", "Report", "write_report"]
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+#: How :func:`adapt_pos_grid` resizes a positional grid.
+POS_ADAPTS = ("official", "general")
 
 
 class PatchEmbed(nn.Module):
@@ -86,3 +90,51 @@ def patchify(spec: torch.Tensor, patch_size: tuple[int, int]) -> torch.Tensor:
 
 def num_patches(img_size: tuple[int, int], patch_size: tuple[int, int]) -> int:
     return math.prod(s // p for s, p in zip(img_size, patch_size, strict=True))
+
+
+# ------------------------------------------------------------ SSAST's patches and positions
+class SpecPatchEmbed(nn.Module):
+    """``Conv2d(1, D, (f, t), stride)`` on the (B, 1, F, T) image; the official weight layout."""
+
+    def __init__(self, embed_dim: int, patch_ft: tuple[int, int], stride_ft: tuple[int, int]):
+        super().__init__()
+        self.proj = nn.Conv2d(1, embed_dim, kernel_size=patch_ft, stride=stride_ft)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)  # (B, F' T', D), frequency-major
+
+
+def adapt_pos_grid(
+    pos: torch.Tensor, size: tuple[int, int], mode: str = "official"
+) -> torch.Tensor:
+    """Resize a patch positional grid (1, D, F0, T0) to (1, D, F1, T1) as SSAST's fine-tuning does.
+
+    Time first: a centre crop when shorter, else bilinear interpolation to (8, T1) ("official",
+    the hard-coded 8 rows; a lossless detour for the 1-row frame models) or (F0, T1)
+    ("general"). Then frequency: a centre crop when fewer rows, else bilinear to (F1, T1).
+    The official frequency crop ends its slice at ``start + T1`` (a bug that is unreachable for
+    128 mel bins); "official" reproduces it and fails where the official code would.
+    """
+    if mode not in POS_ADAPTS:
+        raise ValueError(f"unknown pos_adapt {mode!r}; choose one of {POS_ADAPTS}")
+    f0, t0 = pos.shape[-2:]
+    f1, t1 = size
+    if (f0, t0) == (f1, t1):
+        return pos
+    if t1 < t0:
+        start = t0 // 2 - t1 // 2
+        pos = pos[..., start : start + t1]
+    else:
+        rows = 8 if mode == "official" else f0
+        pos = F.interpolate(pos, size=(rows, t1), mode="bilinear")
+    if f1 < f0:  # the official code compares with (and centres on) the pretraining rows
+        start = f0 // 2 - f1 // 2
+        pos = pos[..., start : start + (t1 if mode == "official" else f1), :]
+        if pos.shape[-2] != f1:
+            raise ValueError(
+                "the official positional-embedding crop keeps t_dim frequency rows here and "
+                "fails; use pos_adapt='general'"
+            )
+    else:
+        pos = F.interpolate(pos, size=(f1, t1), mode="bilinear")
+    return pos

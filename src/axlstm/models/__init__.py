@@ -1,47 +1,50 @@
-"""Models: the masked spectrogram model, the original SSAST and SSAMBA, configs and registry."""
+"""Models: one encoder interface (:class:`Encoder`), the families that implement it (the masked
+spectrogram model, the original SSAST, SSAMBA), their configs and the preset registry."""
 
 from axlstm.models import axlstm as _axlstm  # noqa: F401  (registers presets)
 from axlstm.models import ssam as _ssam  # noqa: F401
 from axlstm.models import ssast as _ssast  # noqa: F401
+from axlstm.models.base import EncoderBase
 from axlstm.models.config import ModelConfig
+from axlstm.models.interface import Encoder, LayerChoice, PretrainStep, Reconstruction
 from axlstm.models.msm import MaskedSpecModel, MSMOutput
-from axlstm.models.registry import create_model, is_model, list_models, register_model
+from axlstm.models.registry import (
+    MODEL_CLASSES,
+    build_preset,
+    create_model,
+    is_model,
+    list_models,
+    model_class_name,
+    register_model,
+    register_model_class,
+)
 from axlstm.models.ssamba import SSAMBA, SSAMBAConfig
-from axlstm.models.ssast_original import SSASTOrigConfig, SSASTOriginal, SSASTOutput
-
-#: Release ``config.json`` "model_class" -> (model class, config class). Releases written before
-#: the key existed are "masked_spec".
-MODEL_CLASSES: dict[str, tuple[type, type]] = {
-    "masked_spec": (MaskedSpecModel, ModelConfig),
-    "ssast_original": (SSASTOriginal, SSASTOrigConfig),
-    "ssamba": (SSAMBA, SSAMBAConfig),
-}
-
-
-def model_class_name(model) -> str:
-    """The "model_class" a release of ``model`` records."""
-    for name, (cls, _) in MODEL_CLASSES.items():
-        if type(model) is cls:
-            return name
-    for name, (cls, _) in MODEL_CLASSES.items():
-        if isinstance(model, cls):
-            return name
-    raise ValueError(f"no release model class for {type(model).__name__}")
-
+from axlstm.models.ssast_config import SSASTFrameworkConfig
+from axlstm.models.ssast_framework import SSASTFramework, SSASTOutput
+from axlstm.models.ssast_original import SSASTOrigConfig, SSASTOriginal
 
 __all__ = [
     "MODEL_CLASSES",
     "SSAMBA",
+    "Encoder",
+    "EncoderBase",
+    "LayerChoice",
     "MSMOutput",
     "MaskedSpecModel",
     "ModelConfig",
+    "PretrainStep",
+    "Reconstruction",
     "SSAMBAConfig",
+    "SSASTFramework",
+    "SSASTFrameworkConfig",
     "SSASTOrigConfig",
     "SSASTOriginal",
     "SSASTOutput",
+    "build_preset",
     "create_model",
     "is_model",
     "list_models",
     "model_class_name",
     "register_model",
+    "register_model_class",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from axlstm.core.config import ConfigBase
+from axlstm.core.errors import ConfigError
 
 FAMILIES = ("axlstm", "ssast", "ssam")
 FRAME_LAYOUTS = ("time", "official")
@@ -12,7 +14,7 @@ ALTERNATIONS = ("bidirectional", "unidirectional")
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(ConfigBase):
     """Architecture and objective of a masked spectrogram model.
 
     Attributes:
@@ -86,24 +88,28 @@ class ModelConfig:
     name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    CONFIG_LABEL: ClassVar[str] = "model config"
+
     def __post_init__(self) -> None:
         self.img_size = tuple(int(v) for v in self.img_size)  # JSON gives lists
         self.patch_size = tuple(int(v) for v in self.patch_size)
         if self.family not in FAMILIES:
-            raise ValueError(f"unknown model family {self.family!r}; choose one of {FAMILIES}")
+            raise ConfigError(f"unknown model family {self.family!r}; choose one of {FAMILIES}")
         if self.frame_layout not in FRAME_LAYOUTS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown frame_layout {self.frame_layout!r}; choose one of {FRAME_LAYOUTS}"
             )
         for s, p in zip(self.img_size, self.patch_size, strict=True):
             if s % p:
-                raise ValueError(f"img_size {self.img_size} is not a multiple of {self.patch_size}")
+                raise ConfigError(
+                    f"img_size {self.img_size} is not a multiple of {self.patch_size}"
+                )
         if self.alternation not in ALTERNATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown alternation {self.alternation!r}; choose one of {ALTERNATIONS}"
             )
         if self.embed_dim % 4:
-            raise ValueError(f"embed_dim must be divisible by 4, got {self.embed_dim}")
+            raise ConfigError(f"embed_dim must be divisible by 4, got {self.embed_dim}")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -121,20 +127,3 @@ class ModelConfig:
     def frame_dim(self) -> int:
         """Width of one output frame: the n_f frequency tokens of a time step concatenated."""
         return self.grid[1] * self.embed_dim
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["img_size"] = list(self.img_size)
-        d["patch_size"] = list(self.patch_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
-
-    def replace(self, **changes: Any) -> ModelConfig:
-        return ModelConfig.from_dict({**self.to_dict(), **changes})

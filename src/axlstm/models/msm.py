@@ -12,9 +12,13 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from axlstm.audio.features import FrontEndConfig
 from axlstm.layers import PatchEmbed, TransformerBlock, ViLBlock, patchify, sincos_pos_embed_2d
 from axlstm.layers.mamba import MambaBlock
+from axlstm.models.base import EncoderBase
 from axlstm.models.config import ModelConfig
+from axlstm.models.interface import Reconstruction
+from axlstm.models.registry import register_model_class
 from axlstm.objectives import random_masking
 from axlstm.objectives.msm import msm_loss
 
@@ -37,6 +41,10 @@ class MSMOutput(NamedTuple):
     target: torch.Tensor
     mask: torch.Tensor
     ids_restore: torch.Tensor | None
+
+    def metrics(self) -> dict[str, torch.Tensor]:
+        """Scalars logged beside the loss: none for the masked patch MSE."""
+        return {}
 
 
 def build_blocks(cfg: ModelConfig) -> nn.ModuleList:
@@ -79,8 +87,22 @@ def build_blocks(cfg: ModelConfig) -> nn.ModuleList:
     raise ValueError(f"unknown model family {cfg.family!r}")
 
 
-class MaskedSpecModel(nn.Module):
-    """Masked spectrogram model over (B, 1, T, F) log-mel input in (time, frequency) layout."""
+#: Frames per window of the official HEAR runtime (2 s of 10 ms mel frames).
+OFFICIAL_WINDOW = 200
+
+
+@register_model_class
+class MaskedSpecModel(EncoderBase):
+    """Masked spectrogram model over (B, 1, T, F) log-mel input in (time, frequency) layout.
+
+    Implements :class:`~axlstm.models.interface.Encoder`: output frame t is the n_f frequency
+    tokens of time patch t (``frame_span = frame_hop = patch_size[0]`` input frames), the
+    official embedding window is 200 frames (2 s), and layers are the blocks.
+    """
+
+    release_class = "masked_spec"
+    config_class = ModelConfig
+    frame_layouts = ("time", "official")
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -110,25 +132,31 @@ class MaskedSpecModel(nn.Module):
         nn.init.ones_(self.encoder_norm.weight)
         nn.init.zeros_(self.encoder_norm.bias)
 
-    release_class = "masked_spec"
+    # ------------------------------------------------------------------------ interface
+    @property
+    def frame_span(self) -> int:
+        return self.config.patch_size[0]
 
     @property
-    def frame_dim(self) -> int:
-        return self.config.frame_dim
+    def frame_hop(self) -> int:
+        return self.config.patch_size[0]
 
     @property
-    def num_layers(self) -> int:
-        """Hidden states a layer choice can index (one per block)."""
-        return self.config.depth
+    def embed_window(self) -> int:
+        return OFFICIAL_WINDOW
+
+    @property
+    def supports_streaming(self) -> bool:
+        """A causal AxLSTM (``alternation="unidirectional"``) streams."""
+        return self.config.family == "axlstm" and self.config.alternation == "unidirectional"
+
+    def num_tokens(self, frames: int) -> int:
+        return 1 + (frames // self.config.patch_size[0]) * self.config.grid[1]
 
     def example_input(self, batch: int = 2, frames: int | None = None) -> torch.Tensor:
         """A random (B, C, T, F) input of the training shape (or ``frames`` long)."""
         frames = self.config.img_size[0] if frames is None else frames
         return torch.randn(batch, self.config.in_chans, frames, self.config.img_size[1])
-
-    def frames_for(self, frames: int) -> int:
-        """Output frames of ``forward_features`` for an input of ``frames`` frames."""
-        return frames // self.config.patch_size[0]
 
     def pretrain_shapes(self, frames: int) -> dict:
         """Per-clip shapes of a pretraining step's outputs for ``frames`` input frames."""
@@ -137,10 +165,8 @@ class MaskedSpecModel(nn.Module):
         return {"pred": (L, self.config.patch_dim), "mask": (L,), "num_masked": L - keep}
 
     @property
-    def front_end_config(self):
+    def front_end_config(self) -> FrontEndConfig:
         """The :class:`axlstm.audio.FrontEndConfig` this model expects its log-mel from."""
-        from axlstm.audio import FrontEndConfig
-
         return FrontEndConfig.from_dict(dict(self.config.front_end))
 
     def num_parameters(self, part: str = "encoder") -> int:
@@ -231,8 +257,11 @@ class MaskedSpecModel(nn.Module):
         x = self.encoder_norm(x)
         return (x, hidden) if return_hidden else x
 
-    def tokens_to_frames(self, tokens: torch.Tensor, frame_layout: str | None = None):
-        """(B, n_t * n_f, d) patch tokens -> (B, n_t, n_f * d) frames.
+    def tokens_to_frames(
+        self, tokens: torch.Tensor, frames: int | None = None, frame_layout: str | None = None
+    ) -> torch.Tensor:
+        """(B, n_t * n_f, d) patch tokens -> (B, n_t, n_f * d) frames (``frames``, the input
+        length, is implied by the tokens).
 
         "time" groups the n_f frequency tokens of each time step. "official" reproduces the
         official rearrange, which reads the time-major tokens as frequency-major: output frame
@@ -249,27 +278,6 @@ class MaskedSpecModel(nn.Module):
         raise ValueError(f"unknown frame_layout {layout!r}; use 'time' or 'official'")
 
     # ---------------------------------------------------------------------------------- public
-    def forward_features(
-        self, spec: torch.Tensor, frame_layout: str | None = None, layer: int | None = None
-    ) -> torch.Tensor:
-        """Frame features of a log-mel spectrogram.
-
-        Args:
-            spec: (B, 1, T, F) normalised log-mel, (time, frequency) layout.
-            frame_layout: override the configured layout ("time" or "official").
-            layer: take the output of this block (0-based, negatives count from the end) instead
-                of the final normalised output.
-
-        Returns:
-            (B, T // pt, n_f * d) frames.
-        """
-        if layer is None:
-            tokens = self.encode(spec)
-        else:
-            _, hidden = self.encode(spec, return_hidden=True)
-            tokens = hidden[layer]
-        return self.tokens_to_frames(tokens[:, 1:], frame_layout)
-
     def forward(
         self,
         spec: torch.Tensor,
@@ -301,15 +309,9 @@ class MaskedSpecModel(nn.Module):
         loss = msm_loss(pred, target, mask, self.config.loss_scope)
         return MSMOutput(loss, pred, target, mask, ids_restore)
 
-    def embed(self, wave, sample_rate: int = 16000, **options):
-        """Scene and frame embeddings of raw audio at any rate (:func:`axlstm.embedding.embed`)."""
-        from axlstm.embedding import embed
-
-        return embed(self, wave, sample_rate, **options)
-
-    # ------------------------------------------------------------------------------ persistence
-    def save_pretrained(self, directory, **provenance) -> None:
-        """Write a release folder: ``config.json`` and ``model.safetensors``."""
-        from axlstm.checkpoint.release import save_release
-
-        save_release(self, directory, provenance=provenance)
+    def reconstruction(
+        self, spec: torch.Tensor, generator: torch.Generator | None = None
+    ) -> Reconstruction:
+        """Predictions for every patch of ``spec`` under a drawn mask."""
+        out = self(spec, generator=generator)
+        return Reconstruction(out.mask, out.pred, tuple(self.config.patch_size))

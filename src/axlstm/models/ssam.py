@@ -11,6 +11,7 @@ Representations", 2024 (arXiv 2406.02178).
 
 from __future__ import annotations
 
+from axlstm.models.msm import MaskedSpecModel
 from axlstm.models.registry import build_preset, register_model
 
 _MAMBA = dict(family="ssam", d_state=24, conv_kernel_size=4, expansion=3, dt_rank="auto")
@@ -18,20 +19,20 @@ _MAMBA = dict(family="ssam", d_state=24, conv_kernel_size=4, expansion=3, dt_ran
 
 @register_model
 def ssam_tiny(**kw):
-    return build_preset("ssam_tiny", dict(_MAMBA, embed_dim=192, depth=12), kw)
+    return build_preset(MaskedSpecModel, "ssam_tiny", dict(_MAMBA, embed_dim=192, depth=12), kw)
 
 
 @register_model
 def ssam_small(**kw):
-    return build_preset("ssam_small", dict(_MAMBA, embed_dim=384, depth=12), kw)
+    return build_preset(MaskedSpecModel, "ssam_small", dict(_MAMBA, embed_dim=384, depth=12), kw)
 
 
 @register_model
 def ssam_base(**kw):
-    return build_preset("ssam_base", dict(_MAMBA, embed_dim=768, depth=12), kw)
+    return build_preset(MaskedSpecModel, "ssam_base", dict(_MAMBA, embed_dim=768, depth=12), kw)
 
 
 @register_model
 def test_ssam(**kw):
     """A very small SSAM for fast tests."""
-    return build_preset("test_ssam", dict(_MAMBA, embed_dim=32, depth=2), kw)
+    return build_preset(MaskedSpecModel, "test_ssam", dict(_MAMBA, embed_dim=32, depth=2), kw)

@@ -36,14 +36,16 @@ References:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from axlstm.core.errors import ConfigError
 from axlstm.layers.mamba import SCAN_IMPLS, BiMambaMixer, RMSNorm
-from axlstm.models.registry import register_model
-from axlstm.models.ssast_original import SSASTFramework, SSASTFrameworkConfig
+from axlstm.models.registry import build_preset, register_model, register_model_class
+from axlstm.models.ssast_config import SSASTFrameworkConfig
+from axlstm.models.ssast_framework import SSASTFramework
 
 NORMS = ("layer", "rms")
 CLS_POSITIONS = ("start", "middle")
@@ -97,24 +99,24 @@ class SSAMBAConfig(SSASTFrameworkConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.depth % 2:
-            raise ValueError(
+            raise ConfigError(
                 f"SSAMBA runs its blocks in bidirectional pairs: depth must be even, "
                 f"got {self.depth}"
             )
         if self.num_cls_tokens != 1:
-            raise ValueError("SSAMBA has exactly one cls token")
+            raise ConfigError("SSAMBA has exactly one cls token")
         if self.norm not in NORMS:
-            raise ValueError(f"unknown norm {self.norm!r}; choose one of {NORMS}")
+            raise ConfigError(f"unknown norm {self.norm!r}; choose one of {NORMS}")
         if self.cls_position not in CLS_POSITIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown cls_position {self.cls_position!r}; choose one of {CLS_POSITIONS}"
             )
         if self.backward_dt_bias not in ("zero", "mamba"):
-            raise ValueError(
+            raise ConfigError(
                 f"backward_dt_bias must be 'zero' or 'mamba', got {self.backward_dt_bias!r}"
             )
         if self.scan_impl not in SCAN_IMPLS:
-            raise ValueError(f"unknown scan_impl {self.scan_impl!r}; choose one of {SCAN_IMPLS}")
+            raise ConfigError(f"unknown scan_impl {self.scan_impl!r}; choose one of {SCAN_IMPLS}")
 
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
@@ -170,6 +172,7 @@ class VimBlock(nn.Module):
         return hidden, residual
 
 
+@register_model_class
 class SSAMBA(SSASTFramework):
     """SSAMBA: the SSAST framework with 24 bidirectional Vim blocks (12 parallel pairs).
 
@@ -251,40 +254,28 @@ class SSAMBA(SSASTFramework):
             out = self.norm_f(out)
         return (out, hidden) if return_hidden else out
 
-    @classmethod
-    def official_overrides(cls, state: dict[str, torch.Tensor]) -> dict[str, Any]:
-        out = super().official_overrides(state)
-        if "v.layers.0.norm.weight" in state and "v.layers.0.norm.bias" not in state:
-            out["norm"] = "rms"  # trained (or built, as the SUPERB expert) with RMSNorm
-        return out
-
 
 # ----------------------------------------------------------------------------------- presets
-def build_ssamba(name: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> SSAMBA:
-    merged = {**defaults, **overrides, "name": name}
-    return SSAMBA(SSAMBAConfig.from_dict(merged))
-
-
 @register_model
 def ssamba_tiny(**kw):
     """SSAMBA-Tiny: D 192, 24 Vim blocks."""
-    return build_ssamba("ssamba_tiny", dict(embed_dim=192, depth=24), kw)
+    return build_preset(SSAMBA, "ssamba_tiny", dict(embed_dim=192, depth=24), kw)
 
 
 @register_model
 def ssamba_small(**kw):
     """SSAMBA-Small: D 384, 24 Vim blocks."""
-    return build_ssamba("ssamba_small", dict(embed_dim=384, depth=24), kw)
+    return build_preset(SSAMBA, "ssamba_small", dict(embed_dim=384, depth=24), kw)
 
 
 @register_model
 def ssamba_base(**kw):
     """SSAMBA-Base: D 768, 24 Vim blocks."""
-    return build_ssamba("ssamba_base", dict(embed_dim=768, depth=24), kw)
+    return build_preset(SSAMBA, "ssamba_base", dict(embed_dim=768, depth=24), kw)
 
 
 @register_model
 def test_ssamba(**kw):
     """A very small SSAMBA (one bidirectional pair, 128 frames) for fast tests."""
     defaults = dict(embed_dim=64, depth=2, img_size=(128, 128), mask_patch=50)
-    return build_ssamba("test_ssamba", defaults, kw)
+    return build_preset(SSAMBA, "test_ssamba", defaults, kw)

@@ -27,10 +27,11 @@ class StreamingEncoder:
 
     def __init__(self, model: MaskedSpecModel) -> None:
         cfg = model.config
-        if cfg.family != "axlstm" or cfg.alternation != "unidirectional":
+        if not model.supports_streaming:
             raise ValueError(
                 "streaming needs a causal AxLSTM: build it with alternation='unidirectional' "
-                f"(this model is family={cfg.family!r}, alternation={cfg.alternation!r})"
+                f"(this model is {type(model).__name__}, family={cfg.family!r}, "
+                f"alternation={getattr(cfg, 'alternation', None)!r})"
             )
         self.model = model
         self.reset()

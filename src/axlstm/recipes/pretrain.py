@@ -1,9 +1,10 @@
 """Masked spectrogram pretraining: its config tree, presets and the task the trainer runs.
 
-One task serves every registered model: the AxLSTM-style :class:`axlstm.MaskedSpecModel`
-(log-mel crops, masked patch MSE) and the original SSAST and SSAMBA (Kaldi fbank inputs of their
-training length, the joint MPC + MPG objective; ``nce``, ``mse`` and ``acc`` are logged beside
-the loss). The data pipeline follows the model's ``front_end_config``.
+One task serves every registered model through the encoder interface
+(:class:`axlstm.models.Encoder`): training inputs come from the model's own front end, the loss
+and its metrics from ``model.pretrain_step`` (the masked patch MSE of AxLSTM-style models; the
+joint MPC + MPG of the original SSAST and SSAMBA, with ``nce``, ``mse`` and ``acc`` logged beside
+the loss).
 
 Config flows one way: :class:`PretrainConfig` defaults -> a YAML preset (shipped by name, or
 any file) -> ``key.sub=value`` overrides -> validated tree, saved as RUN_DIR/config.yaml.
@@ -19,7 +20,6 @@ from typing import Any
 
 import torch
 import yaml
-from torch import nn
 
 from axlstm.data.clips import make_processor
 from axlstm.data.config import DataConfig
@@ -33,7 +33,9 @@ from axlstm.engine.config import (
     apply_overrides,
     config_from_dict,
 )
+from axlstm.engine.plots import plot_reconstructions
 from axlstm.engine.trainer import Trainer, TrainerCallback, TrainSummary
+from axlstm.models import Encoder, create_model, is_model, list_models, model_class_name
 
 __all__ = [
     "MaskedSpecTask",
@@ -60,8 +62,6 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        from axlstm.models import is_model, list_models
-
         if not is_model(self.name):
             raise ConfigError(
                 f"model.name={self.name!r} is not a registered model; choose one of "
@@ -125,82 +125,35 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
 
 
 # --------------------------------------------------------------------------------------- task
-#: What the original SSAST / SSAMBA joint objective reports besides the loss.
-SSAST_METRICS = ("nce", "mse", "acc")
-
-
-def _is_fbank_model(model: nn.Module) -> bool:
-    from axlstm.models.ssast_original import SSASTFramework
-
-    return isinstance(model, SSASTFramework)
-
-
 class MaskedSpecTask:
-    """Masked spectrogram modelling of any registered preset: :class:`axlstm.MaskedSpecModel`
-    (log-mel crops) or the original SSAST / SSAMBA (Kaldi fbank inputs, joint MPC + MPG)."""
+    """Masked spectrogram pretraining of any registered model, through the encoder interface
+    (:class:`axlstm.models.Encoder`): training inputs from the model's own front end, the
+    model's own objective (``pretrain_step``) and the metrics it names."""
 
-    def __init__(self, cfg: PretrainConfig, model: nn.Module | None = None) -> None:
+    def __init__(self, cfg: PretrainConfig, model: Encoder | None = None) -> None:
         self.cfg = cfg
         self._model = model
-        self._front_end = None
 
-    def build_model(self) -> nn.Module:
-        if self._model is not None:
-            model = self._model
-        else:
-            from axlstm.models import create_model
-
+    def build_model(self) -> Encoder:
+        model = self._model
+        if model is None:
             model = create_model(self.cfg.model.name, **self.cfg.model.overrides)
-        self._check_front_end(model)
-        self._check_objective(model)
+        problem = model.pretraining_problem()
+        if problem is not None:
+            raise ConfigError(
+                f"model {self.cfg.model.name!r}: {problem}; `axlstm pretrain` cannot pretrain "
+                "this model as configured"
+            )
         return model
 
-    def _check_front_end(self, model: nn.Module) -> None:
-        """Log-mel models get AxLSTM log-mel crops (80 bins); Kaldi fbank models get their own
-        front end's inputs (:func:`axlstm.data.clips.make_processor`)."""
-        front = getattr(model, "front_end_config", None)
-        kind = front.to_dict().get("kind", "log_mel") if front is not None else "log_mel"
-        bins = getattr(getattr(model, "config", None), "img_size", (None, 80))[1]
-        if kind == "kaldi_fbank":
-            if front.target_length is None:
-                raise ConfigError(
-                    f"model {self.cfg.model.name!r}: the fbank front end needs a target_length "
-                    "(the training input length)"
-                )
-            self._front_end = front
-            return
-        if kind != "log_mel" or bins != 80:
-            raise ConfigError(
-                f"model {self.cfg.model.name!r} expects {kind} input with {bins} bins; "
-                "`axlstm pretrain` feeds log-mel models the AxLSTM front end (80 mel bins, "
-                "per-clip standardisation), so it cannot pretrain this model"
-            )
-        self._front_end = None
+    def metric_names(self, model: Encoder) -> list[str]:
+        """Metrics logged beside the loss (e.g. nce, mse and acc for SSAST/SSAMBA)."""
+        return list(model.pretrain_metrics)
 
-    def _check_objective(self, model: nn.Module) -> None:
-        if not _is_fbank_model(model):
-            return
-        cfg = model.config
-        if not cfg.ssl_heads:
-            raise ConfigError(
-                f"model {self.cfg.model.name!r} has no pretraining heads (ssl_heads=false)"
-            )
-        if tuple(cfg.stride) != tuple(cfg.patch_size):
-            raise ConfigError(
-                f"model {self.cfg.model.name!r}: masked pretraining needs non-overlapping "
-                f"patches; patch_stride {cfg.stride} differs from patch_size {cfg.patch_size}"
-            )
-
-    def metric_names(self, model: nn.Module) -> list[str]:
-        """Metrics logged beside the loss: nce, mse and acc for SSAST/SSAMBA."""
-        return list(SSAST_METRICS) if _is_fbank_model(model) else []
-
-    def model_config(self, model: nn.Module) -> dict[str, Any]:
+    def model_config(self, model: Encoder) -> dict[str, Any]:
         return model.config.to_dict()
 
-    def model_class(self, model: nn.Module) -> str:
-        from axlstm.models import model_class_name
-
+    def model_class(self, model: Encoder) -> str:
         return model_class_name(model)
 
     def build_data(
@@ -212,6 +165,7 @@ class MaskedSpecTask:
         micro_batch: int,
         states: list[dict[str, Any]] | None,
         pin_memory: bool,
+        model: Encoder,
     ) -> DataStream:
         return build_stream(
             self.cfg.data,
@@ -221,33 +175,30 @@ class MaskedSpecTask:
             micro_batch=micro_batch,
             states=states,
             pin_memory=pin_memory and self.cfg.data.pin_memory,
-            processor=make_processor(self.cfg.data, self._front_end),
+            processor=make_processor(self.cfg.data, model.front_end_config),
         )
 
     def training_loss(
-        self, model: nn.Module, spec: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = model(spec, generator=generator)
-        if all(hasattr(out, k) for k in SSAST_METRICS):  # SSASTOutput: log its parts
-            return out.loss, {k: getattr(out, k) for k in SSAST_METRICS}
-        return out.loss
+        self, model: torch.nn.Module, spec: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = model(spec, generator=generator)  # the pretraining step; ``model`` may be DDP
+        return out.loss, out.metrics()
 
-    def finish(self, model: nn.Module, spec: torch.Tensor | None, run_dir: Path) -> None:
-        """plots/reconstruction.png from the last training batch, with a fixed mask draw.
-
-        Not for SSAST/SSAMBA: their predictions cover the masked patches only."""
-        if spec is None or _is_fbank_model(model):
+    def finish(self, model: Encoder, spec: torch.Tensor | None, run_dir: Path) -> None:
+        """plots/reconstruction.png from the last training batch, with a fixed mask draw,
+        for models that predict every patch."""
+        if spec is None:
             return
-        from axlstm.engine.plots import plot_reconstructions
-
         n = min(self.cfg.logging.recon_clips, spec.shape[0])
         device = next(model.parameters()).device
         x = spec[:n].to(device)
         gen = torch.Generator(device=device).manual_seed(self.cfg.engine.seed)
         with torch.no_grad():
-            out = model(x, generator=gen)
+            rec = model.reconstruction(x, generator=gen)
+        if rec is None:
+            return
         plot_reconstructions(
-            x, out.mask, out.pred, model.config.patch_size, run_dir / "plots" / "reconstruction.png"
+            x, rec.mask, rec.pred, rec.patch_size, run_dir / "plots" / "reconstruction.png"
         )
 
 
@@ -256,12 +207,12 @@ def pretrain(
     run_dir: str | Path,
     resume: bool = False,
     callback: TrainerCallback | None = None,
-    model: nn.Module | None = None,
+    model: Encoder | None = None,
 ) -> TrainSummary:
     """Run masked spectrogram pretraining; see :class:`axlstm.engine.Trainer`.
 
     Args:
-        model: train this model instead of building ``cfg.model`` (it must be a
-            :class:`axlstm.MaskedSpecModel` or behave like one).
+        model: train this model instead of building ``cfg.model`` (any
+            :class:`axlstm.models.Encoder`).
     """
     return Trainer(cfg, run_dir, MaskedSpecTask(cfg, model), resume, callback).fit()

@@ -1,0 +1,7 @@
+"""The foundation every other layer may import: errors, typed configs, atomic files, the
+release-folder format. It imports nothing else of axlstm."""
+
+from axlstm.core.config import ConfigBase
+from axlstm.core.errors import AudioError, AxlstmError, CheckpointError, ConfigError
+
+__all__ = ["AudioError", "AxlstmError", "CheckpointError", "ConfigBase", "ConfigError"]
