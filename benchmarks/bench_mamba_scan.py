@@ -16,7 +16,7 @@ import time
 import torch
 
 import axlstm
-from axlstm.layers.mamba import SCAN_IMPLS, has_cuda_scan, selective_scan
+from axlstm.layers.scan import SCAN_IMPLS, has_cuda_scan, selective_scan
 
 
 def timed(fn, device: str, reps: int) -> tuple[float, float]:

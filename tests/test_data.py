@@ -211,7 +211,9 @@ def test_bad_files_are_skipped_counted_and_replaced_deterministically(tmp_path):
 
 def test_all_bad_data_fails_with_a_clear_message(tmp_path):
     make_bad_files(tmp_path / "bad")
-    ds = IndexedDataset(FileSource(scan_folder(tmp_path / "bad", TRAINING_EXTENSIONS)), ClipProcessor(), 0, 8)
+    ds = IndexedDataset(
+        FileSource(scan_folder(tmp_path / "bad", TRAINING_EXTENSIONS)), ClipProcessor(), 0, 8
+    )
     with pytest.raises(RuntimeError, match="unusable items in a row"):
         ds[0]
 

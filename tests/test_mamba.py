@@ -13,10 +13,9 @@ from axlstm.layers.mamba import (
     MambaBlock,
     MambaMixer,
     causal_depthwise_conv1d,
-    has_cuda_scan,
     inverse_softplus,
-    selective_scan,
 )
+from axlstm.layers.scan import has_cuda_scan, selective_scan
 from conftest import load_fixture
 
 TOL = dict(atol=1e-4, rtol=1e-4)

@@ -14,8 +14,8 @@ import torch
 
 import axlstm
 from axlstm.checkpoint import CheckpointError
-from axlstm.models import SSASTOriginal
 from axlstm.layers.patch import adapt_pos_grid
+from axlstm.models import SSASTOriginal
 from axlstm.objectives.ssast import (
     block_mask_ids,
     cluster_mask_ids,
@@ -313,70 +313,8 @@ def test_wrong_checkpoint_is_explained():
         axlstm.load_official(path, "ssast_orig_tiny_patch", img_size=(1024, 128), **REDUCED)
 
 
-# -------------------------------------------------------------- the contract, every preset
-# The registry-wide tests (tests/test_models.py) run this contract on every preset; here the
-# test presets and the tiny ones of each variant.
-FRAMEWORK = [
-    "test_ssast_orig",
-    "test_ssamba",
-    "ssast_orig_tiny_patch",
-    "ssast_orig_tiny_frame",
-    "ssamba_tiny",
-]
-
-
-def small(name: str):
-    return axlstm.create_model(name, depth=2)
-
-
-@pytest.mark.parametrize("name", FRAMEWORK)
-def test_contract_forward_features(name):
-    model = small(name).eval()
-    spec = model.example_input(2)
-    T = spec.shape[2]
-    with torch.no_grad():
-        feats = model.forward_features(spec)
-    assert feats.shape == (2, model.frames_for(T), model.frame_dim)
-    assert torch.isfinite(feats).all()
-    with torch.no_grad():
-        assert model.forward_features(spec, layer=-1).shape == feats.shape
-
-
-@pytest.mark.parametrize("name", FRAMEWORK)
-def test_contract_every_parameter_gets_a_gradient(name):
-    model = small(name).train()
-    spec = model.example_input(2)
-    out = model(spec)
-    shapes = model.pretrain_shapes(spec.shape[2])
-    assert out.pred.shape == out.target.shape == out.pred_c.shape == (2, *shapes["pred"])
-    assert out.mask.shape == (2, *shapes["mask"]) and out.mask.sum() == 2 * shapes["num_masked"]
-    assert torch.isfinite(out.loss)
-    out.loss.backward()
-    for key, p in model.named_parameters():
-        assert p.requires_grad, key
-        assert p.grad is not None, f"{name}: {key} got no gradient"
-        assert torch.isfinite(p.grad).all(), f"{name}: {key} has a non-finite gradient"
-        assert p.grad.abs().sum() > 0, f"{name}: {key} has an all-zero gradient"
-
-
-@pytest.mark.parametrize("name", FRAMEWORK)
-def test_contract_save_load_round_trip(name, tmp_path):
-    model = small(name).eval()
-    model.save_pretrained(tmp_path / name, note="test")
-    cfg = json.loads((tmp_path / name / "config.json").read_text())
-    assert cfg["model_class"] == model.release_class
-    assert cfg["model"]["name"] == name and cfg["provenance"] == {"note": "test"}
-    assert cfg["front_end"]["kind"] == "kaldi_fbank" and cfg["front_end"]["n_mels"] == 128
-    assert cfg["front_end"]["target_length"] == model.config.img_size[0]
-    loaded = axlstm.load_model(tmp_path / name)
-    assert type(loaded) is type(model) and loaded.config == model.config
-    spec = model.example_input(1)
-    with torch.no_grad():
-        assert torch.equal(model.forward_features(spec), loaded.forward_features(spec))
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, loaded.state_dict()[key])
-    front_end = axlstm.audio.build_front_end(cfg["front_end"])
-    assert front_end(torch.randn(16000)).shape == (1, 1, model.config.img_size[0], 128)
+# The encoder contract (shapes, gradients, release round trip) runs on every preset in
+# tests/test_encoder_contract.py.
 
 
 def test_bad_inputs_are_explained():

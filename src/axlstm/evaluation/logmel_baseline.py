@@ -67,7 +67,9 @@ class LogMelBaseline:
         for path in paths:
             path = str(path)
             try:
-                wave = check_clip(load_audio(path, 16000), 16000, path, self.front_end)  # (N,) 16 kHz
+                wave = check_clip(
+                    load_audio(path, 16000), 16000, path, self.front_end
+                )  # (N,) 16 kHz
                 feats = logmel_statistics(wave)
             except (ValueError, FileNotFoundError) as err:
                 yield FileEmbedding(path, error=str(err))

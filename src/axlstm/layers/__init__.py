@@ -1,10 +1,11 @@
 """Building blocks shared by every backbone: patches, positions, norms, mLSTM and attention."""
 
 from axlstm.layers.attention import Attention, FeedForward, TransformerBlock
-from axlstm.layers.mamba import BiMambaMixer, MambaBlock, MambaMixer, selective_scan
+from axlstm.layers.mamba import BiMambaMixer, MambaBlock, MambaMixer
 from axlstm.layers.mlstm import mlstm_parallel, mlstm_recurrent
 from axlstm.layers.norms import MultiHeadNorm, OffsetLayerNorm
 from axlstm.layers.patch import PatchEmbed, patchify, sincos_pos_embed_2d
+from axlstm.layers.scan import selective_scan
 from axlstm.layers.vil import CausalConv1d, HeadwiseLinear, MLSTMCell, ViLBlock, ViLLayer
 
 __all__ = [

@@ -32,7 +32,7 @@ class ModelConfig(ConfigBase):
         d_state: Mamba state size per channel (ssam).
         dt_rank: Mamba step-size projection rank (ssam); "auto" is ceil(embed_dim / 16).
         scan_impl: Mamba selective scan (ssam): "auto", "sequential", "chunked" or "cuda"
-            (see :func:`axlstm.layers.mamba.selective_scan`).
+            (see :func:`axlstm.layers.scan.selective_scan`).
         residual_in_fp32: keep the residual stream in fp32 under autocast (ssam).
         mlstm_backend: how the mLSTM is computed: "auto" (fastest form for the length),
             "parallel" (quadratic, as the official code), "chunkwise" (linear) or "recurrent".

@@ -42,7 +42,8 @@ import torch
 from torch import nn
 
 from axlstm.core.errors import ConfigError
-from axlstm.layers.mamba import SCAN_IMPLS, BiMambaMixer, RMSNorm
+from axlstm.layers.mamba import BiMambaMixer, RMSNorm
+from axlstm.layers.scan import SCAN_IMPLS
 from axlstm.models.registry import build_preset, register_model, register_model_class
 from axlstm.models.ssast_config import SSASTFrameworkConfig
 from axlstm.models.ssast_framework import SSASTFramework
@@ -70,7 +71,7 @@ class SSAMBAConfig(SSASTFrameworkConfig):
         backward_dt_bias: quirk 7; "zero" (official) or "mamba".
         cls_position: quirk 8; "start" (official) or "middle".
         divide_out: the mixer averages its two directions (Vim's ``if_devide_out``).
-        scan_impl: selective-scan implementation (:func:`axlstm.layers.mamba.selective_scan`).
+        scan_impl: selective-scan implementation (:func:`axlstm.layers.scan.selective_scan`).
         chunk_size: chunk length of the chunked scan.
     """
 
