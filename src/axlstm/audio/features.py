@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from axlstm.audio.frontend import FrontEndSpec
+from axlstm.core.errors import ConfigError
 
 __all__ = [
     "FrontEndConfig",
@@ -156,26 +157,26 @@ class FrontEndConfig(FrontEndSpec):
 
     def __post_init__(self) -> None:
         if (self.norm_mean is None) != (self.norm_std is None):
-            raise ValueError("set both norm_mean and norm_std for fixed statistics, or neither")
+            raise ConfigError("set both norm_mean and norm_std for fixed statistics, or neither")
         if self.norm_std is not None and self.norm_std <= 0:
-            raise ValueError(f"norm_std must be positive, got {self.norm_std}")
+            raise ConfigError(f"norm_std must be positive, got {self.norm_std}")
         if self.sample_rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+            raise ConfigError(f"sample_rate must be positive, got {self.sample_rate}")
         if self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0:
-            raise ValueError(
+            raise ConfigError(
                 "n_fft, hop_length and n_mels must be positive, got "
                 f"{self.n_fft}, {self.hop_length}, {self.n_mels}"
             )
         if not 0 < self.win_length <= self.n_fft:
-            raise ValueError(
+            raise ConfigError(
                 f"win_length must be in (0, n_fft={self.n_fft}], got {self.win_length}"
             )
         if self.f_max > self.sample_rate / 2:
-            raise ValueError(
+            raise ConfigError(
                 f"f_max={self.f_max} is above the Nyquist frequency {self.sample_rate / 2}"
             )
         if not 0.0 <= self.f_min < self.f_max:
-            raise ValueError(f"need 0 <= f_min < f_max, got {self.f_min}, {self.f_max}")
+            raise ConfigError(f"need 0 <= f_min < f_max, got {self.f_min}, {self.f_max}")
 
     # ------------------------------------------------------------------ FrontEndSpec
     @property

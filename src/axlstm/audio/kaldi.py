@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from axlstm.audio.frontend import FrontEndSpec
+from axlstm.core.errors import ConfigError
 
 __all__ = [
     "DATASET_STATS",
@@ -231,17 +232,17 @@ class KaldiFbankConfig(FrontEndSpec):
 
     def __post_init__(self) -> None:
         if self.kind != "kaldi_fbank":
-            raise ValueError(f"KaldiFbankConfig.kind must be 'kaldi_fbank', got {self.kind!r}")
+            raise ConfigError(f"KaldiFbankConfig.kind must be 'kaldi_fbank', got {self.kind!r}")
         if self.target_length is not None and self.target_length <= 0:
-            raise ValueError(f"target_length must be positive or None, got {self.target_length}")
+            raise ConfigError(f"target_length must be positive or None, got {self.target_length}")
         if self.std <= 0:
-            raise ValueError(f"std must be positive, got {self.std}")
+            raise ConfigError(f"std must be positive, got {self.std}")
 
     @classmethod
     def for_dataset(cls, name: str, **changes: Any) -> KaldiFbankConfig:
         """The statistics and input length of one of :data:`DATASET_STATS`."""
         if name not in DATASET_STATS:
-            raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASET_STATS)}")
+            raise ConfigError(f"unknown dataset {name!r}; choose one of {sorted(DATASET_STATS)}")
         stats = DATASET_STATS[name]
         return cls(
             mean=stats["mean"],

@@ -173,12 +173,11 @@ def front_end_config(model: Encoder) -> FrontEndSpec:
     Raises:
         ValueError: the model does not declare a front end (:class:`~axlstm.audio.FrontEndSpec`).
     """
-    cfg = getattr(model, "front_end_config", None)
+    cfg = model.front_end_config if isinstance(model, Encoder) else None
     if not isinstance(cfg, FrontEndSpec):
-        name = getattr(getattr(model, "config", None), "name", type(model).__name__)
         raise ValueError(
-            f"model {name!r} declares no front end (got {type(cfg).__name__}); axlstm.embedding "
-            "needs an Encoder whose front_end_config is a FrontEndSpec (the log-mel front end "
+            f"{type(model).__name__} declares no front end: axlstm.embedding needs an "
+            "axlstm.models.Encoder whose front_end_config is a FrontEndSpec (the log-mel "
             "FrontEndConfig or the Kaldi fbank KaldiFbankConfig)"
         )
     return cfg

@@ -29,7 +29,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-FAMILIES = {"axlstm": "axlstm_tiny", "ssast": "ssast_tiny"}
+PRESETS = {"axlstm": "axlstm_tiny", "ssast": "ssast_tiny"}
 
 
 def _finished(run_dir: Path, steps: int) -> bool:
@@ -58,11 +58,11 @@ def pretrain_side_by_side(
     from tqdm import tqdm
 
     procs, bars, logs, started, walls = {}, {}, {}, {}, {}
-    for i, (family, preset) in enumerate(FAMILIES.items()):
-        run_dir = out / "pretrain" / family
+    for i, (label, preset) in enumerate(PRESETS.items()):
+        run_dir = out / "pretrain" / label
         if _finished(run_dir, steps):
-            logger.info("%s: pretraining already done in %s", family, run_dir)
-            walls[family] = 0.0
+            logger.info("%s: pretraining already done in %s", label, run_dir)
+            walls[label] = 0.0
             continue
         cmd = [
             sys.executable, "-m", "axlstm.cli.main", "pretrain", "--config", "demo",
@@ -72,31 +72,31 @@ def pretrain_side_by_side(
         if (run_dir / "checkpoints" / "last.pt").is_file():
             cmd.append("--resume")
         run_dir.mkdir(parents=True, exist_ok=True)
-        logs[family] = open(out / "pretrain" / f"{family}.log", "w")  # noqa: SIM115
-        procs[family] = subprocess.Popen(cmd, stdout=logs[family], stderr=subprocess.STDOUT)
-        started[family] = time.perf_counter()
-        bars[family] = tqdm(
-            total=steps, desc=f"pretrain {family}", unit="step", position=i, disable=not show
+        logs[label] = open(out / "pretrain" / f"{label}.log", "w")  # noqa: SIM115
+        procs[label] = subprocess.Popen(cmd, stdout=logs[label], stderr=subprocess.STDOUT)
+        started[label] = time.perf_counter()
+        bars[label] = tqdm(
+            total=steps, desc=f"pretrain {label}", unit="step", position=i, disable=not show
         )
     try:
         while procs:
             time.sleep(2.0)
-            for family in list(procs):
-                run_dir = out / "pretrain" / family
-                bar = bars[family]
+            for label in list(procs):
+                run_dir = out / "pretrain" / label
+                bar = bars[label]
                 bar.update(max(0, _last_step(run_dir) - bar.n))
-                code = procs[family].poll()
+                code = procs[label].poll()
                 if code is None:
                     continue
-                walls[family] = time.perf_counter() - started[family]
+                walls[label] = time.perf_counter() - started[label]
                 bar.update(steps - bar.n if code == 0 else 0)
                 bar.close()
-                logs[family].close()
-                del procs[family]
+                logs[label].close()
+                del procs[label]
                 if code != 0:
                     raise RuntimeError(
-                        f"pretraining {family} failed (exit {code}); see "
-                        f"{out / 'pretrain' / f'{family}.log'}"
+                        f"pretraining {label} failed (exit {code}); see "
+                        f"{out / 'pretrain' / f'{label}.log'}"
                     )
     finally:
         for proc in procs.values():
@@ -115,10 +115,10 @@ def export_models(out: Path, overrides: list[str] | None = None) -> dict[str, Pa
     from axlstm.recipes import load_config
 
     models = {}
-    for family in FAMILIES:
-        ckpt = out / "pretrain" / family / "checkpoints" / "last.pt"
-        models[family] = export_release(ckpt, out / "models" / family)
-    sizes = load_config("demo", [*(overrides or []), f"model.name={FAMILIES['axlstm']}"]).model
+    for label in PRESETS:
+        ckpt = out / "pretrain" / label / "checkpoints" / "last.pt"
+        models[label] = export_release(ckpt, out / "models" / label)
+    sizes = load_config("demo", [*(overrides or []), f"model.name={PRESETS['axlstm']}"]).model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         random_model = create_model(sizes.name, **sizes.overrides)
