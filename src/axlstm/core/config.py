@@ -287,10 +287,9 @@ def diff_configs(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
 
 
 class ConfigBase:
-    """Mixin for flat config dataclasses: dict round trip, unknown keys, ``--set`` parsing.
-
-    Subclasses are dataclasses; ``CONFIG_LABEL`` names them in error messages.
-    """
+    """Base of every config dataclass of the package: dict round trip with values converted to
+    the field types, unknown keys refused (naming the closest known one), ``replace``, and
+    ``--set`` parsing. ``CONFIG_LABEL`` names the class in error messages."""
 
     CONFIG_LABEL: ClassVar[str] = "config"
 
@@ -312,7 +311,7 @@ class ConfigBase:
                 f"unknown {cls.CONFIG_LABEL} keys {unknown}{hint}; known keys: {sorted(known)}"
             )
         try:
-            return cls(**data)
+            return config_from_dict(cls, data)  # values converted to the field types
         except ConfigError:
             raise
         except (TypeError, ValueError) as err:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from axlstm.core.config import ConfigBase
+
 
 @dataclass
-class InputDataConfig:
+class InputDataConfig(ConfigBase):
     """How clips become training inputs (:mod:`axlstm.data.clips`), for any model. "auto" takes
     the model's front end's own recipe: for the AxLSTM log-mel a random start in
     ``[0, T - L)`` and short clips tiled (the official AxLSTM loader); for the Kaldi fbank of the
@@ -42,7 +44,7 @@ class InputDataConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(ConfigBase):
     """Where training clips come from and how they are read.
 
     Attributes:

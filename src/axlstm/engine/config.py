@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from axlstm.core.config import (
+    ConfigBase,
     apply_overrides,
     coerce_value,
     config_from_dict,
@@ -42,7 +43,7 @@ __all__ = [
 
 # ------------------------------------------------------------------------------- the sections
 @dataclass
-class OptimConfig:
+class OptimConfig(ConfigBase):
     """AdamW and its batch-size rule (SPEC §5); Adam for the original SSAST.
 
     Attributes:
@@ -95,7 +96,7 @@ class OptimConfig:
 
 
 @dataclass
-class ScheduleConfig:
+class ScheduleConfig(ConfigBase):
     """Length of training and the per-step learning-rate schedule: a warm-up, then a
     half-cosine (AxLSTM) or ReduceLROnPlateau on a logged metric (SSAST/SSAMBA).
 
@@ -182,7 +183,7 @@ class ScheduleConfig:
 
 
 @dataclass
-class EngineConfig:
+class EngineConfig(ConfigBase):
     """Where and how the loop runs, and how it checkpoints.
 
     Attributes:
@@ -228,7 +229,7 @@ class EngineConfig:
 
 
 @dataclass
-class LoggingConfig:
+class LoggingConfig(ConfigBase):
     """What the run records.
 
     Attributes:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import yaml
 
+from axlstm.core.config import ConfigBase
 from axlstm.data.clips import make_processor
 from axlstm.data.config import DataConfig
 from axlstm.data.stream import DataStream, build_stream
@@ -50,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ModelSection:
+class ModelSection(ConfigBase):
     """Which registered model to pretrain.
 
     Attributes:
@@ -70,7 +71,7 @@ class ModelSection:
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(ConfigBase):
     """Everything a pretraining run is made of (the defaults are the official recipe)."""
 
     model: ModelSection = field(default_factory=ModelSection)

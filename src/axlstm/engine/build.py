@@ -1,0 +1,60 @@
+"""The parts of a run's set-up that follow from its config alone: torch's numerics settings,
+the split of the global batch into micro-batches, and the learning-rate schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from axlstm.engine.config import ConfigError
+from axlstm.engine.optim import WarmupCosine, WarmupPlateau
+
+__all__ = ["build_scheduler", "configure_torch", "micro_batch_size"]
+
+
+def configure_torch(engine: Any, device: torch.device) -> None:
+    """Apply ``engine.num_threads``, ``engine.deterministic`` and (on CUDA) ``engine.tf32``."""
+    if engine.num_threads:
+        torch.set_num_threads(engine.num_threads)
+    if engine.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = engine.tf32
+        torch.backends.cudnn.allow_tf32 = engine.tf32
+
+
+def micro_batch_size(global_batch: int, world: int, accum: int) -> int:
+    """Clips per rank per forward pass, so that ``world x accum`` of them make a step.
+
+    Raises:
+        ConfigError: ``global_batch`` does not split evenly.
+    """
+    if global_batch % (world * accum):
+        raise ConfigError(
+            f"optim.global_batch={global_batch} is not divisible by "
+            f"{world} rank(s) x {accum} accumulation step(s)"
+        )
+    return global_batch // (world * accum)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: Any, peak_lr: float, warmup: int, total: int
+) -> WarmupCosine | WarmupPlateau:
+    """The schedule ``cfg.schedule`` asks for: warm-up, then ReduceLROnPlateau or a cosine."""
+    sched = cfg.schedule
+    if sched.decay == "plateau":
+        return WarmupPlateau(
+            optimizer,
+            peak_lr,
+            warmup,
+            total,
+            cfg.optim.min_lr,
+            stair=sched.warmup_stair,
+            mode=sched.plateau_mode,
+            factor=sched.plateau_factor,
+            patience=sched.plateau_patience,
+            threshold=sched.plateau_threshold,
+        )
+    return WarmupCosine(optimizer, peak_lr, warmup, total, cfg.optim.min_lr, sched.warmup_stair)
