@@ -417,3 +417,29 @@ def test_shard_and_file_paths_cannot_mix(audio_shards, tmp_path):
         ),
         ShardStream,
     )
+
+
+def test_training_inputs_come_from_the_models_own_front_end():
+    """One front-end path: a model with its own log-mel settings (fixed statistics, another
+    hop) gets training inputs from exactly that front end, as embedding does."""
+    import axlstm
+    from axlstm.data import DataConfig, make_processor
+
+    model = axlstm.create_model(
+        "test_axlstm", front_end={"norm_mean": -5.0, "norm_std": 4.0, "hop_length": 320}
+    )
+    fe = model.front_end_config
+    proc = make_processor(DataConfig(crop_frames=40), fe)
+    assert proc.front_end == fe and (proc.crop, proc.pad, proc.frames) == (
+        "random_official",
+        "tile",
+        40,
+    )
+    wave = _tone(3.0)
+    crop = proc.from_wave(wave, np.random.default_rng(5), "x")[0]
+    offline = fe.build()(torch.from_numpy(wave))[0, 0]  # (1 + N // 320, 80), fixed statistics
+    assert offline.shape[0] == 1 + len(wave) // 320
+    expected = crop_or_tile(offline, 40, np.random.default_rng(5))
+    # fixed statistics act elementwise, so normalising before or after the crop is the same
+    # operation on the same values: bit-identical
+    assert torch.equal(crop, expected)
