@@ -1,16 +1,23 @@
-"""The parts of a run's set-up that follow from its config alone: torch's numerics settings,
-the split of the global batch into micro-batches, and the learning-rate schedule."""
+"""The parts of a run's set-up that follow from its config: torch's numerics settings, the
+split of the global batch into micro-batches, the optimiser and the learning-rate schedule."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+from torch import nn
 
 from axlstm.engine.config import ConfigError
-from axlstm.engine.optim import WarmupCosine, WarmupPlateau
+from axlstm.engine.optim import WarmupCosine, WarmupPlateau, build_optimizer
 
-__all__ = ["build_scheduler", "configure_torch", "micro_batch_size"]
+__all__ = [
+    "build_scheduler",
+    "check_plateau_metric",
+    "configure_optimizer",
+    "configure_torch",
+    "micro_batch_size",
+]
 
 
 def configure_torch(engine: Any, device: torch.device) -> None:
@@ -37,6 +44,29 @@ def micro_batch_size(global_batch: int, world: int, accum: int) -> int:
             f"{world} rank(s) x {accum} accumulation step(s)"
         )
     return global_batch // (world * accum)
+
+
+def configure_optimizer(model: nn.Module, optim: Any, peak_lr: float) -> torch.optim.Optimizer:
+    """The optimiser ``optim`` (the config's ``optim`` section) names, at ``peak_lr``."""
+    return build_optimizer(
+        model,
+        peak_lr,
+        optim.weight_decay,
+        optim.betas,
+        optim.eps,
+        name=optim.name,
+        decay_scope=optim.weight_decay_scope,
+    )
+
+
+def check_plateau_metric(schedule: Any, metric_names: list[str]) -> None:
+    """Raise :class:`ConfigError` if a plateau schedule watches a metric the model does not log
+    (it logs the loss and ``metric_names``)."""
+    if schedule.decay == "plateau" and schedule.plateau_metric not in ("loss", *metric_names):
+        raise ConfigError(
+            f"schedule.plateau_metric={schedule.plateau_metric!r} is not logged by this model; "
+            f"choose one of {['loss', *metric_names]}"
+        )
 
 
 def build_scheduler(

@@ -157,4 +157,6 @@ def restore_rank(
 
 def config_changes(saved: dict[str, Any], cfg: Any) -> list[str]:
     """The differences between a checkpoint's config and ``cfg`` that may affect exactness."""
-    return [c for c in diff_configs(saved, config_to_dict(cfg)) if not c.startswith(_BENIGN_CHANGES)]
+    return [
+        c for c in diff_configs(saved, config_to_dict(cfg)) if not c.startswith(_BENIGN_CHANGES)
+    ]

@@ -9,6 +9,11 @@ Exact resume rests on three facts: the data position is part of the checkpoint (
 :mod:`axlstm.data.stream`); the masks come from a generator owned by the trainer and reseeded
 from ``(seed, rank, micro-batch)`` before every forward pass; every other RNG state of every
 rank is saved and restored too.
+
+The pieces live beside this module: the types a recipe sees in :mod:`axlstm.engine.task`,
+checkpoint assembly and resume in :mod:`axlstm.engine.resume`, the set-up that follows from
+the config in :mod:`axlstm.engine.build`, the logged averages, skip accounting and run.json
+in :mod:`axlstm.engine.progress`, and the seeds in :mod:`axlstm.engine.seeding`.
 """
 
 from __future__ import annotations
@@ -17,33 +22,26 @@ import contextlib
 import json
 import logging
 import os
-import platform
-import random
 import signal
-import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from axlstm._version import __version__
-from axlstm.data.stream import DataStream
-from axlstm.engine.checkpoint import (
-    CKPT_FORMAT,
-    CKPT_VERSION,
-    CheckpointManager,
-    capture_rng,
-    load_checkpoint,
-    restore_rng,
+from axlstm.engine.build import (
+    build_scheduler,
+    check_plateau_metric,
+    configure_optimizer,
+    configure_torch,
+    micro_batch_size,
 )
-from axlstm.engine.config import ConfigError, config_to_dict, config_to_yaml, diff_configs
+from axlstm.engine.checkpoint import CheckpointManager
+from axlstm.engine.config import config_to_yaml
 from axlstm.engine.distributed import (
     DistInfo,
     all_gather_objects,
@@ -53,8 +51,19 @@ from axlstm.engine.distributed import (
     teardown_distributed,
 )
 from axlstm.engine.metrics import MetricsWriter, read_records
-from axlstm.engine.optim import WarmupCosine, WarmupPlateau, build_optimizer
+from axlstm.engine.plots import plot_loss
 from axlstm.engine.precision import Precision, resolve_precision
+from axlstm.engine.progress import IntervalSums, note_skips, run_info, skip_totals
+from axlstm.engine.resume import (
+    checkpoint_state,
+    config_changes,
+    find_resume_state,
+    rank_state,
+    restore_rank,
+    restore_schedule,
+)
+from axlstm.engine.seeding import mask_seed, seed_everything
+from axlstm.engine.task import NonFiniteLossError, TrainSummary, TrainTask
 
 __all__ = [
     "NonFiniteLossError",
@@ -66,49 +75,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Config keys that may change between an interrupted run and its resumption without
-# affecting exactness (they are not reported as differences).
-_BENIGN_CHANGES = ("engine.crash_after_step", "logging.", "data.num_workers", "data.prefetch")
-
-
-# Skipped files named in the log, per process; later ones are only counted.
-_MAX_NAMED_SKIPS = 10_000
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped before applying that update."""
-
-
-class TrainTask(Protocol):
-    """What the trainer needs from a recipe."""
-
-    def build_model(self) -> nn.Module: ...
-
-    def model_config(self, model: nn.Module) -> dict[str, Any]: ...
-
-    def model_class(self, model: nn.Module) -> str: ...
-
-    def build_data(
-        self,
-        *,
-        seed: int,
-        rank: int,
-        world: int,
-        micro_batch: int,
-        states: list[dict[str, Any]] | None,
-        pin_memory: bool,
-        model: nn.Module,
-    ) -> DataStream: ...
-
-    def training_loss(
-        self, model: nn.Module, spec: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The loss of a batch; or ``(loss, metrics)`` with scalar tensors named by
-        ``metric_names`` (optional method), which are averaged and logged like the loss."""
-        ...
-
-    def finish(self, model: nn.Module, spec: torch.Tensor | None, run_dir: Path) -> None: ...
 
 
 class TrainerCallback:
@@ -125,34 +91,6 @@ class TrainerCallback:
 
     def on_end(self, trainer: Trainer, summary: TrainSummary) -> None:
         pass
-
-
-@dataclass
-class TrainSummary:
-    """The outcome of :meth:`Trainer.fit`."""
-
-    run_dir: str
-    start_step: int
-    steps: int
-    total_steps: int
-    final_loss: float | None
-    wall_s: float
-    clips_per_s: float | None
-    skipped: dict[str, int] = field(default_factory=dict)
-    last_checkpoint: str | None = None
-    stopped_early: bool = False
-
-
-def mask_seed(seed: int, rank: int, micro_batch: int) -> int:
-    """Seed of the mask generator for one micro-batch of one rank."""
-    ss = np.random.SeedSequence([seed, 0x4D41534B, rank, micro_batch])  # "MASK"
-    return int(ss.generate_state(1, np.uint64)[0])
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 class Trainer:
@@ -189,14 +127,10 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self._saved_step = -1
         self._last_spec: torch.Tensor | None = None
-        # Loss sum and step count since the last log record (saved, so a resumed run logs
-        # the same averages as an uninterrupted one).
-        self._log_loss, self._log_n = 0.0, 0
-        # The same for the task's metrics (e.g. SSAST's nce / mse / acc), and the sum and count
-        # of the plateau metric since the last plateau check.
+        # The task's metrics (e.g. SSAST's nce / mse / acc), logged like the loss; the sums
+        # behind the logged averages and the plateau checks (saved in checkpoints).
         self.metric_names: list[str] = []
-        self._log_metrics: dict[str, float] = {}
-        self._plateau_sum, self._plateau_n = 0.0, 0
+        self._intervals = IntervalSums([])
         self._stop_requested = False
         self._named_skips: set[str] = set()
         self.stopped_early = False
@@ -206,39 +140,16 @@ class Trainer:
         cfg, e = self.cfg, self.cfg.engine
         self.dist: DistInfo = setup_distributed(e.device)
         dev = self.dist.device
-        if e.num_threads:
-            torch.set_num_threads(e.num_threads)
-        if e.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        if dev.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = e.tf32
-            torch.backends.cudnn.allow_tf32 = e.tf32
+        configure_torch(e, dev)
         self.precision: Precision = resolve_precision(e.precision, dev)
 
-        world, accum = self.dist.world_size, cfg.optim.grad_accum
-        if cfg.optim.global_batch % (world * accum):
-            raise ConfigError(
-                f"optim.global_batch={cfg.optim.global_batch} is not divisible by "
-                f"{world} rank(s) x {accum} accumulation step(s)"
-            )
-        self.micro_batch = cfg.optim.global_batch // (world * accum)
+        world = self.dist.world_size
+        self.micro_batch = micro_batch_size(cfg.optim.global_batch, world, cfg.optim.grad_accum)
 
         self.ckpts = CheckpointManager(
             self.run_dir / "checkpoints", e.keep_last, cleanup=self.dist.is_main
         )
-        state = None
-        latest = self.ckpts.latest()
-        if latest is not None:
-            if not self.resume:
-                raise ConfigError(
-                    f"{self.run_dir} already holds a checkpoint ({latest}); pass "
-                    "--resume to continue it or choose another --out folder"
-                )
-            state = load_checkpoint(latest)
-            logger.info("resuming from %s (step %d)", latest, state["step"])
-        elif self.resume:
-            logger.info("no checkpoint in %s: starting from scratch", self.run_dir)
+        state = find_resume_state(self.ckpts, self.run_dir, self.resume)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -250,14 +161,10 @@ class Trainer:
         self.model = model.to(dev)
         names = getattr(self.task, "metric_names", None)
         self.metric_names = [str(n) for n in names(model)] if callable(names) else []
-        self._log_metrics = dict.fromkeys(self.metric_names, 0.0)
-        sched = cfg.schedule
-        if sched.decay == "plateau" and sched.plateau_metric not in ("loss", *self.metric_names):
-            raise ConfigError(
-                f"schedule.plateau_metric={sched.plateau_metric!r} is not logged by this model; "
-                f"choose one of {['loss', *self.metric_names]}"
-            )
-        _seed_everything(e.seed + self.dist.rank)  # as officially: seed + rank
+        check_plateau_metric(cfg.schedule, self.metric_names)
+        plateau = cfg.schedule.plateau_metric if cfg.schedule.decay == "plateau" else None
+        self._intervals = IntervalSums(self.metric_names, plateau)
+        seed_everything(e.seed + self.dist.rank)  # as officially: seed + rank
 
         self.data = self.task.build_data(
             seed=e.seed,
@@ -271,32 +178,8 @@ class Trainer:
         total, warmup, spe = cfg.schedule.resolve(self.data.num_items, cfg.optim.global_batch)
         self.total_steps, self.steps_per_epoch = total, spe
         self.peak_lr = cfg.optim.peak_lr()
-        self.optimizer = build_optimizer(
-            self.model,
-            self.peak_lr,
-            cfg.optim.weight_decay,
-            cfg.optim.betas,
-            cfg.optim.eps,
-            name=cfg.optim.name,
-            decay_scope=cfg.optim.weight_decay_scope,
-        )
-        if sched.decay == "plateau":
-            self.scheduler = WarmupPlateau(
-                self.optimizer,
-                self.peak_lr,
-                warmup,
-                total,
-                cfg.optim.min_lr,
-                stair=sched.warmup_stair,
-                mode=sched.plateau_mode,
-                factor=sched.plateau_factor,
-                patience=sched.plateau_patience,
-                threshold=sched.plateau_threshold,
-            )
-        else:
-            self.scheduler = WarmupCosine(
-                self.optimizer, self.peak_lr, warmup, total, cfg.optim.min_lr, sched.warmup_stair
-            )
+        self.optimizer = configure_optimizer(self.model, cfg.optim, self.peak_lr)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.peak_lr, warmup, total)
         self.scaler = self.precision.grad_scaler()
         self.mask_generator = torch.Generator(device=dev)
         if state is not None:
@@ -337,69 +220,33 @@ class Trainer:
         )
 
     def _restore(self, state: dict[str, Any]) -> None:
-        rank, world = self.dist.rank, self.dist.world_size
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.step = self.start_step = self._saved_step = int(state["step"])
         self.micro_batches = int(state["micro_batches"])
         self.last_loss = state.get("loss")
-        self._log_loss, self._log_n = state.get("log_interval", (0.0, 0))
-        for name, value in (state.get("log_metrics") or {}).items():
-            if name in self._log_metrics:
-                self._log_metrics[name] = float(value)
-        self._plateau_sum, self._plateau_n = state.get("plateau_interval", (0.0, 0))
-        old_sched, new_sched = dict(state.get("scheduler", {})), self.scheduler.state_dict()
-        progress = old_sched.pop("progress", None)
-        new_sched.pop("progress", None)
-        if progress is not None and hasattr(self.scheduler, "load_progress"):
-            self.scheduler.load_progress(progress)  # the plateau's best value and reductions
-        if old_sched and old_sched != new_sched:
-            logger.warning("the schedule changed on resume: %s -> %s", old_sched, new_sched)
-        rngs, skips = state.get("rng", []), state.get("skipped", [])
-        if len(rngs) == world:
-            restore_rng(rngs[rank], {"mask": self.mask_generator})
-            self.skip_counts = Counter(skips[rank] if rank < len(skips) else {})
-        else:
-            logger.warning(
-                "the checkpoint was written by %d rank(s), this run has %d: RNG states are "
-                "reseeded and the run will not match an uninterrupted one exactly",
-                len(rngs),
-                world,
-            )
-            if rank == 0:
-                self.skip_counts = sum((Counter(s) for s in skips), Counter())
-        old_cfg = state.get("config") or {}
-        changes = [
-            c
-            for c in diff_configs(old_cfg, config_to_dict(self.cfg))
-            if not c.startswith(_BENIGN_CHANGES)
-        ]
+        self._intervals.load_state_dict(state)
+        restore_schedule(self.scheduler, state.get("scheduler", {}))
+        rank, world = self.dist.rank, self.dist.world_size
+        self.skip_counts = restore_rank(state, rank, world, self.mask_generator)
+        changes = config_changes(state.get("config") or {}, self.cfg)
         if changes and self.dist.is_main:
             logger.warning("config differs from the checkpoint's: %s", "; ".join(changes))
 
     def _write_run_info(self) -> None:
-        info = {
-            "axlstm_version": __version__,
-            "torch_version": str(torch.__version__),
-            "python": platform.python_version(),
-            "host": platform.node(),
-            "command": sys.argv,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "resumed_from_step": self.step if self.step else None,
-            "world_size": self.dist.world_size,
-            "device": str(self.dist.device),
-            "backend": self.dist.backend,
-            "precision": self.precision.name,
-            "micro_batch": self.micro_batch,
-            "global_batch": self.cfg.optim.global_batch,
-            "peak_lr": self.peak_lr,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.scheduler.warmup_steps,
-            "steps_per_epoch": self.steps_per_epoch,
-            "data": self.data.description,
-            "data_items": self.data.num_items,
-        }
+        info = run_info(
+            cfg=self.cfg,
+            dist=self.dist,
+            precision=self.precision,
+            data=self.data,
+            resumed_from_step=self.step if self.step else None,
+            micro_batch=self.micro_batch,
+            peak_lr=self.peak_lr,
+            total_steps=self.total_steps,
+            warmup_steps=self.scheduler.warmup_steps,
+            steps_per_epoch=self.steps_per_epoch,
+        )
         (self.run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
 
     # ------------------------------------------------------------------------------ the loop
@@ -457,7 +304,7 @@ class Trainer:
             for micro in range(accum):
                 batch = next(batches)
                 self.data.advance(batch)
-                self._note_skips(batch["skipped"])
+                note_skips(batch["skipped"], self.skip_counts, self._named_skips, self.dist)
                 spec = batch["spec"].to(dev, non_blocking=True)
                 self.mask_generator.manual_seed(mask_seed(e.seed, rank, self.micro_batches))
                 sync = (
@@ -505,15 +352,7 @@ class Trainer:
                 stop_now = stats[2] > 0  # every rank stops at the same step
                 world = self.dist.world_size
                 self.last_loss = stats[0] / (world * acc_steps)
-                self._log_loss += stats[0] / world
-                self._log_n += acc_steps
-                for name, value in zip(self.metric_names, stats[3:], strict=True):
-                    self._log_metrics[name] += value / world
-                if plateau:
-                    metric = cfg.schedule.plateau_metric
-                    value = stats[0] if metric == "loss" else stats[3 + self._metric_index(metric)]
-                    self._plateau_sum += value / world
-                    self._plateau_n += acc_steps
+                self._intervals.add(stats[0], stats[3:], acc_steps, world)
                 loss_acc.zero_()
                 bad_acc.zero_()
                 metric_acc.zero_()
@@ -544,12 +383,8 @@ class Trainer:
                 )
             t_step = now
             if logging_now:
-                n = max(self._log_n, 1)
-                loss_mean = self._log_loss / n
-                metrics = {k: v / n for k, v in self._log_metrics.items()}
+                loss_mean, metrics = self._intervals.take_log_means()
                 self._log(lr, loss_mean, log_clips, now - t_log, grad_norm, metrics)
-                self._log_loss, self._log_n = 0.0, 0
-                self._log_metrics = dict.fromkeys(self.metric_names, 0.0)
                 log_clips, t_log = 0, now
             if saving_now or stop_now:
                 self._save()
@@ -560,14 +395,10 @@ class Trainer:
                 self.stopped_early = True
                 break
 
-    def _metric_index(self, name: str) -> int:
-        return self.metric_names.index(name)
-
     def _plateau_check(self) -> None:
         """ReduceLROnPlateau on the mean of the plateau metric since the last check."""
         sched = self.cfg.schedule
-        value = self._plateau_sum / max(self._plateau_n, 1)
-        self._plateau_sum, self._plateau_n = 0.0, 0
+        value = self._intervals.take_plateau_mean()
         if self.scheduler.plateau_step(value, self.step):
             logger.info(
                 "step %d: %s %.6g has not improved on %.6g for %d checks; lr -> %.3g",
@@ -578,24 +409,6 @@ class Trainer:
                 sched.plateau_patience + 1,
                 self.scheduler.lr_at(self.step),
             )
-
-    def _note_skips(self, events: list[tuple[str, str]]) -> None:
-        """Count skipped items; name each one in the log the first time it is met."""
-        for reason, name in events:
-            self.skip_counts[reason] += 1
-            if name in self._named_skips:
-                continue
-            where = f"rank {self.dist.rank}: " if self.dist.distributed else ""
-            if len(self._named_skips) < _MAX_NAMED_SKIPS:
-                self._named_skips.add(name)
-                logger.warning("%sskipped %s (%s)", where, name, reason)
-            elif len(self._named_skips) == _MAX_NAMED_SKIPS:
-                self._named_skips.add(name)
-                logger.warning(
-                    "%s%d items skipped so far; further ones are counted but not named",
-                    where,
-                    _MAX_NAMED_SKIPS,
-                )
 
     def _non_finite(self, step: int, value: float) -> None:
         last = (
@@ -619,8 +432,7 @@ class Trainer:
         grad_norm: float | None,
         metrics: dict[str, float] | None = None,
     ) -> None:
-        counts = all_gather_objects(dict(self.skip_counts), self.dist)
-        totals: Counter = sum((Counter(c) for c in counts), Counter())
+        totals = skip_totals(self.skip_counts, self.dist)
         if not self.dist.is_main:
             return
         record: dict[str, Any] = {
@@ -641,38 +453,27 @@ class Trainer:
         self.callback.on_log(self, record)
 
     def _save(self) -> None:
-        mine = {
-            "rng": capture_rng({"mask": self.mask_generator}),
-            "data": self.data.state_dict(),
-            "skipped": dict(self.skip_counts),
-        }
+        mine = rank_state(self.mask_generator, self.data, self.skip_counts)
         ranks = all_gather_objects(mine, self.dist)
         if self.dist.is_main:
-            state = {
-                "format": CKPT_FORMAT,
-                "format_version": CKPT_VERSION,
-                "axlstm_version": __version__,
-                "torch_version": str(torch.__version__),
+            progress = {
                 "step": self.step,
                 "micro_batches": self.micro_batches,
                 "samples_seen": self.micro_batches * self.micro_batch * self.dist.world_size,
                 "world_size": self.dist.world_size,
                 "loss": self.last_loss,
-                "log_interval": [self._log_loss, self._log_n],
-                "log_metrics": dict(self._log_metrics),
-                "plateau_interval": [self._plateau_sum, self._plateau_n],
-                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                "model_class": self.task.model_class(self.model),
-                "model_config": self.task.model_config(self.model),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "rng": [r["rng"] for r in ranks],
-                "data": [r["data"] for r in ranks],
-                "skipped": [r["skipped"] for r in ranks],
-                "config": config_to_dict(self.cfg),
-                "time": time.time(),
+                **self._intervals.state_dict(),
             }
+            state = checkpoint_state(
+                progress,
+                cfg=self.cfg,
+                task=self.task,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler,
+                ranks=ranks,
+            )
             self.last_checkpoint = self.ckpts.save(state, self.step)
             logger.info("saved checkpoint %s", self.last_checkpoint)
         self._saved_step = self.step
@@ -687,8 +488,7 @@ class Trainer:
         os.kill(os.getpid(), signal.SIGKILL)
 
     def _finish(self, wall: float) -> TrainSummary:
-        counts = all_gather_objects(dict(self.skip_counts), self.dist)
-        totals: Counter = sum((Counter(c) for c in counts), Counter())
+        totals = skip_totals(self.skip_counts, self.dist)
         trained = self.step - self.start_step
         samples = trained * self.cfg.optim.global_batch
         summary = TrainSummary(
@@ -712,8 +512,6 @@ class Trainer:
         return summary
 
     def _plots(self) -> None:
-        from axlstm.engine.plots import plot_loss
-
         try:
             plot_loss(read_records(self.run_dir / "log.jsonl"), self.run_dir / "plots" / "loss.png")
             self.model.eval()
