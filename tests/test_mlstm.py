@@ -13,6 +13,7 @@ from axlstm.layers.mlstm import (
     mlstm_recurrent,
     mlstm_step,
 )
+from tolerances import EPS32, assert_close_rel
 
 
 def random_inputs(B=2, NH=4, S=37, DH=8, gate_scale=3.0, dtype=torch.float64, seed=0):
@@ -86,23 +87,28 @@ def test_chunkwise_equals_recurrent_float64(S, chunk):
 
 @pytest.mark.parametrize("S", [5, 70, 251])
 def test_forms_agree_in_float32_forward_and_backward(S):
-    """Issue #6: the three forms agree within 1e-5 in fp32, values and gradients."""
+    """Issue #6: the three forms agree in fp32, values and gradients, each within a few ulps of
+    the tensor's scale of the float64 result (times the conditioning of the gate exponents)."""
     base = random_inputs(B=2, NH=4, S=S, DH=16, gate_scale=1.0, dtype=torch.float32)
     outs, grads = {}, {}
     weight = torch.randn(2, 4, S, 16, generator=torch.Generator().manual_seed(9))
-    for form in FORMS:
-        args = [a.clone().requires_grad_() for a in base]
-        h = mlstm(*args, backend=form, chunk_size=32)
-        (h * weight).sum().backward()
+    for form in (*FORMS, "float64"):
+        f64 = form == "float64"
+        args = [(a.double() if f64 else a.clone()).requires_grad_() for a in base]
+        h = mlstm(*args, backend="parallel" if f64 else form, chunk_size=32)
+        (h * (weight.double() if f64 else weight)).sum().backward()
         outs[form], grads[form] = h.detach(), [a.grad for a in args]
 
-    def rel_err(x, ref):  # error relative to the tensor's scale
-        return ((x - ref).abs().max() / ref.abs().max().clamp_min(1.0)).item()
-
-    for form in ("chunkwise", "recurrent"):
-        assert rel_err(outs[form], outs["parallel"]) <= 1e-5
-        for g, g_ref in zip(grads[form], grads["parallel"], strict=True):
-            assert rel_err(g, g_ref) <= 1e-5
+    # The forms exponentiate differences of cumulative log-forget sums F_t (|F| up to ~50 at
+    # S=251); an fp32 F carries ~eps*|F| absolute error, which becomes that relative error of
+    # every decay weight, so the bound is 8 eps (1 + max|F|) of each tensor's scale (measured
+    # 0.7-1.4 eps (1 + max|F|) for the parallel form, the worst of the three; 2.4e-6..4.9e-5).
+    max_F = torch.nn.functional.logsigmoid(base[4].double()).cumsum(-1).abs().max().item()
+    rel = 8 * EPS32 * (1 + max_F)
+    for form in FORMS:
+        assert_close_rel(outs[form], outs["float64"], rel, what=f"{form} h")
+        for n, g, g_ref in zip("qkvif", grads[form], grads["float64"], strict=True):
+            assert_close_rel(g, g_ref, rel, what=f"{form} d{n}")
 
 
 def test_chunkwise_gradients_are_exact():
@@ -154,9 +160,13 @@ def test_fast_layer_equals_reference(dtype, tol, S):
     layer.zero_grad()
     ref = layer.forward_reference(x)
     (ref**2).sum().backward()
-    torch.testing.assert_close(fast, ref, atol=tol, rtol=tol)
+    # Two fp32 orderings of the same layer: the error is rounding relative to each tensor's
+    # scale, not per element (a small gradient entry is a cancelling sum over B*S = 502 tokens
+    # of terms ~1e3). fp32: 2e-5 (~170 eps) of max|out| and 5e-5 (~400 eps, ~16 eps*sqrt(502))
+    # of max|grad|; measured <= 1.5e-6 against float64. fp64: the same in units of 1e-12.
+    assert_close_rel(fast, ref, tol, what="output")
     for n, p in layer.named_parameters():
-        torch.testing.assert_close(g_fast[n], p.grad, atol=tol * 10, rtol=tol * 10)
+        assert_close_rel(g_fast[n], p.grad, 2.5 * tol, what=f"grad {n}")
 
 
 @pytest.mark.parametrize("backend", ["parallel", "chunkwise", "recurrent"])

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import axlstm
 from axlstm.models import SSAMBA
 from conftest import fixture_dir, load_fixture
+from tolerances import EPS32, assert_close_rel
 
 TOL = dict(atol=1e-4, rtol=1e-4)
 LOSS_TOL = dict(atol=1e-5, rtol=0)
@@ -106,7 +107,8 @@ def test_official_finetuned_checkpoint_and_conversion():
         torch.testing.assert_close(tokens, ref["encoder_output"], **TOL)
         torch.testing.assert_close(model.embed_tokens(x), ref["block0_input"], **TOL)
     converted = official().adapt(patch_stride=(10, 10), num_classes=10)
-    torch.testing.assert_close(converted.pos_embed, model.pos_embed, atol=0, rtol=0)
+    # bilinear resizing with fp32 weights: CPU-dependent to 1-2 ulps (see test_ssast_original)
+    assert_close_rel(converted.pos_embed, model.pos_embed, 8 * EPS32, what="pos_embed")
 
 
 def test_rmsnorm_checkpoint_is_detected():

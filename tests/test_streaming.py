@@ -9,6 +9,7 @@ import axlstm
 from axlstm.audio import FrontEndConfig, LogMelFrontEnd
 from axlstm.audio.streaming import StreamingLogMel
 from axlstm.models.streaming import StreamingEmbedder, StreamingEncoder
+from tolerances import assert_close_rel
 
 FIXED = dict(norm_mean=-5.0, norm_std=4.0)
 
@@ -48,7 +49,14 @@ def test_streaming_log_mel_equals_offline(dtype, tol):
     torch.testing.assert_close(online, offline, atol=tol, rtol=tol)
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, 1e-5)])
+# Streaming runs the mLSTMs chunkwise with carried state, offline runs the parallel form whose
+# fp32 error is ~eps (1 + max|cumulative log-forget|) of the output scale per layer (~1e-6
+# measured through 3 layers, any kernel set): 2e-5 (~170 eps) of max|offline|; a state not
+# carried over errs by ~the scale itself. float64: the same in units of 1e-9.
+STREAM_REL = 2e-5
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, STREAM_REL)])
 def test_streaming_encoder_equals_offline_forward(dtype, tol):
     model = causal_model(dtype)
     spec = torch.randn(2, 1, 203, 80, dtype=dtype, generator=torch.Generator().manual_seed(2))
@@ -58,10 +66,10 @@ def test_streaming_encoder_equals_offline_forward(dtype, tol):
     outs = [stream.push(spec[:, :, a:b]) for a, b in chunks(203, [3, 1, 17, 40, 8])]
     online = torch.cat(outs, dim=1)
     assert online.shape == offline.shape
-    torch.testing.assert_close(online, offline, atol=tol, rtol=tol)
+    assert_close_rel(online, offline, tol, what="streamed")  # relative to max|offline|
     # a second stream after reset gives the same again
     stream.reset()
-    torch.testing.assert_close(stream.push(spec), offline, atol=tol, rtol=tol)
+    assert_close_rel(stream.push(spec), offline, tol, what="after reset")
 
 
 def test_streaming_embedder_from_raw_audio():
@@ -74,7 +82,7 @@ def test_streaming_embedder_from_raw_audio():
     outs.append(emb.flush())
     online = torch.cat(outs, dim=1)
     assert online.shape == offline.shape == (2, (1 + 24000 // 160) // 4, model.frame_dim)
-    torch.testing.assert_close(online, offline, atol=1e-5, rtol=1e-5)
+    assert_close_rel(online, offline, STREAM_REL, what="streamed")  # see STREAM_REL
     ts = emb.timestamps(0, online.shape[1])
     assert ts[0] == pytest.approx(15.0) and (ts.diff() == 40.0).all()
 
@@ -134,7 +142,7 @@ def test_embed_cli_stream_equals_offline(tmp_path):
             spec = LogMelFrontEnd(model.front_end_config)(torch.from_numpy(wave[:n])[None])
             offline = model.forward_features(spec)[0].numpy()
         frames = data["frames"][data["offsets"][i] : data["offsets"][i + 1]]
-        np.testing.assert_allclose(frames, offline, atol=1e-5, rtol=1e-5)
+        assert_close_rel(frames, offline, STREAM_REL, what=f"file {i}")  # see STREAM_REL
         np.testing.assert_allclose(data["scene"][i], offline.mean(0), atol=1e-5, rtol=1e-5)
 
 
