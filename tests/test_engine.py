@@ -389,3 +389,13 @@ def test_log_mel_models_with_other_bins_are_refused(tmp_path):
     over = ["schedule.max_steps=1", "model.overrides.img_size=[200, 64]"]
     with pytest.raises(ConfigError, match="cannot pretrain this model"):
         pretrain(fast_config(*over), tmp_path / "r")
+
+
+def test_configs_written_before_data_input_still_load(tmp_path, caplog):
+    from axlstm.recipes import load_config
+
+    old = tmp_path / "config.yaml"
+    old.write_text("model:\n  name: test_ssast_orig\ndata:\n  fbank:\n    crop: random\n")
+    with caplog.at_level("WARNING"):
+        cfg = load_config(old)
+    assert cfg.data.input.crop == "random" and "data.input" in caplog.text

@@ -118,6 +118,11 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
         raise ConfigError(f"{origin}: invalid YAML ({err})") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+    section = data.get("data")
+    if isinstance(section, dict) and "fbank" in section and "input" not in section:
+        # run folders written before data.fbank became data.input (same fields) still resume
+        logger.warning("%s: data.fbank is now data.input; reading it as data.input", origin)
+        data["data"] = {("input" if k == "fbank" else k): v for k, v in section.items()}
     try:
         cfg = config_from_dict(PretrainConfig, data)
     except ConfigError as err:
