@@ -2,7 +2,7 @@
 folders."""
 
 from axlstm.checkpoint.official import extract_state_dict, load_official, read_checkpoint
-from axlstm.checkpoint.release import build_from_config, load_model, save_release
+from axlstm.checkpoint.release import build_from_config, load_model
 from axlstm.checkpoint.remap import REMAPS, OfficialRemap, check_state, infer_architecture
 from axlstm.core.errors import CheckpointError
 
@@ -17,5 +17,4 @@ __all__ = [
     "load_model",
     "load_official",
     "read_checkpoint",
-    "save_release",
 ]

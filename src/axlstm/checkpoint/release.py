@@ -19,16 +19,9 @@ from axlstm.core.release_format import (
 )
 from axlstm.models import MODEL_CLASSES, Encoder
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "load_model", "read_release_config", "save_release"]
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "build_from_config", "load_model", "read_release_config"]
 
 logger = logging.getLogger(__name__)
-
-
-def save_release(
-    model: Encoder, directory: str | Path, provenance: dict[str, Any] | None = None
-) -> Path:
-    """Write ``model`` as a release folder and return its path (``model.save_pretrained``)."""
-    return model.save_pretrained(directory, **(provenance or {}))
 
 
 def build_from_config(kind: str, model_config: dict[str, Any], source: str) -> Encoder:

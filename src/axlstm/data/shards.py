@@ -18,6 +18,7 @@ run resumes mid-epoch). Reading uses the standard library's streaming tar reader
 
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import json
@@ -290,10 +291,16 @@ class ShardWriteReport:
     skipped_names: list[tuple[str, str]] = field(default_factory=list)
 
 
+@functools.cache
+def _feature_processor() -> ClipProcessor:
+    """The AxLSTM log-mel processor (what ``--features`` shards hold), built once per process."""
+    return ClipProcessor()
+
+
 def _encode(task: tuple[int, str, str, bool, str, int]) -> tuple[int, dict | None, tuple | None]:
     """Encode one input file: ``(index, members | None, (reason, name, detail) | None)``."""
     index, path, rel, features, dtype, sample_rate = task
-    processor = ClipProcessor()  # the AxLSTM log-mel: what `--features` shards hold
+    processor = _feature_processor()
     try:
         if path.lower().endswith(".npy"):
             if not features:

@@ -11,7 +11,6 @@ from axlstm.embedding.extract import (
     check_clip,
     embed,
     front_end_config,
-    num_input_frames,
 )
 from axlstm.embedding.files import FileEmbedding, iter_file_embeddings
 from axlstm.embedding.options import (
@@ -41,7 +40,6 @@ __all__ = [
     "layer_labels",
     "model_layers",
     "model_window",
-    "num_input_frames",
     "official_window",
     "parse_layers",
     "parse_window",

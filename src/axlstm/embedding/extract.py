@@ -72,7 +72,7 @@ from axlstm.embedding.options import (
 from axlstm.embedding.windows import encode_whole, encode_windowed, keep_and_times, model_grid
 from axlstm.models import Encoder
 
-__all__ = ["Embeddings", "check_clip", "embed", "front_end_config", "num_input_frames"]
+__all__ = ["Embeddings", "check_clip", "embed", "front_end_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,11 +181,6 @@ def front_end_config(model: Encoder) -> FrontEndSpec:
             "FrontEndConfig or the Kaldi fbank KaldiFbankConfig)"
         )
     return cfg
-
-
-def num_input_frames(fe: FrontEndSpec, num_samples: int) -> int:
-    """Spectrogram frames the front end ``fe`` gives a whole clip of ``num_samples`` samples."""
-    return fe.num_frames(num_samples)
 
 
 def check_clip(

@@ -14,7 +14,7 @@ import torch
 
 from axlstm.audio import load_audio
 from axlstm.core.errors import AxlstmError
-from axlstm.embedding.extract import check_clip, embed, front_end_config, num_input_frames
+from axlstm.embedding.extract import check_clip, embed, front_end_config
 from axlstm.embedding.options import model_window
 from axlstm.models import Encoder
 
@@ -105,7 +105,7 @@ def iter_file_embeddings(
             wave = load_audio(path, fe.sample_rate)  # (N,) mono float32 at the model's rate
             wave = check_clip(wave, fe.sample_rate, path, fe)  # too short: fail here, not later
             pending.append((path, wave, None))
-            n_in = num_input_frames(fe, wave.shape[0])
+            n_in = fe.num_frames(wave.shape[0])
             load += 1 if win is None else -(-n_in // win)
         except Exception as err:
             pending.append((path, None, _reason(err)))

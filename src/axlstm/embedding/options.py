@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from axlstm.models import Encoder
+from axlstm.models.interface import resolve_frame_layout as check_frame_layout
+from axlstm.models.msm import OFFICIAL_WINDOW
 
 __all__ = [
     "OFFICIAL_WINDOW",
@@ -27,10 +29,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Frames per window of the official HEAR runtime (2 s of 10 ms mel frames); each model states
-#: its own (:attr:`~axlstm.models.Encoder.embed_window`: the training length for SSAST/SSAMBA).
-OFFICIAL_WINDOW = 200
 
 _PRECISIONS = {
     None: None,
@@ -144,17 +142,6 @@ def model_layers(model: Encoder) -> int:
     """Hidden states a layer choice indexes (``model.num_layers``: one per block, one per
     bidirectional pair for SSAMBA)."""
     return int(model.num_layers)
-
-
-def check_frame_layout(model: Encoder, frame_layout: str | None) -> str:
-    """The frame layout to use (the model's configured one when None), checked."""
-    layout = frame_layout or model.config.frame_layout
-    layouts = tuple(model.frame_layouts)
-    if layout not in layouts:
-        if len(layouts) == 1:
-            raise ValueError(f"{type(model).__name__} supports frame_layout {layouts[0]!r} only")
-        raise ValueError(f"unknown frame_layout {layout!r}; use {' or '.join(map(repr, layouts))}")
-    return layout
 
 
 def precision_context(device: torch.device, precision: str | None):

@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from axlstm.core.release_format import write_release
-from axlstm.models.interface import LayerChoice, PretrainStep, Reconstruction
+from axlstm.models.interface import (
+    LayerChoice,
+    PretrainStep,
+    Reconstruction,
+    resolve_frame_layout,
+)
 
 __all__ = ["EncoderBase"]
 
@@ -68,18 +73,6 @@ class EncoderBase(nn.Module):
         (B, frames_for(frames), frame_dim) frames."""
         raise NotImplementedError
 
-    def check_frame_layout(self, frame_layout: str | None) -> str:
-        layout = frame_layout or self.config.frame_layout
-        if layout not in self.frame_layouts:
-            if len(self.frame_layouts) == 1:
-                raise ValueError(
-                    f"{type(self).__name__} supports frame_layout {self.frame_layouts[0]!r} only"
-                )
-            raise ValueError(
-                f"unknown frame_layout {layout!r}; use {' or '.join(map(repr, self.frame_layouts))}"
-            )
-        return layout
-
     def forward_features(
         self,
         spec: torch.Tensor,
@@ -98,7 +91,7 @@ class EncoderBase(nn.Module):
         Returns:
             (B, frames_for(T), frame_dim) frames (a list of them for a list of layers).
         """
-        layout = self.check_frame_layout(frame_layout)
+        layout = resolve_frame_layout(self, frame_layout)
         many = isinstance(layer, (list, tuple))
         indices = list(layer) if many else [layer]
         if any(i is not None for i in indices):

@@ -25,7 +25,7 @@ import torch
 
 from axlstm.audio.frontend import FrontEndSpec
 
-__all__ = ["Encoder", "LayerChoice", "PretrainStep", "Reconstruction"]
+__all__ = ["Encoder", "LayerChoice", "PretrainStep", "Reconstruction", "resolve_frame_layout"]
 
 #: None: the final normalised output; an int: the hidden state of that layer (0-based,
 #: negatives count from the end); a list or tuple of these: several, from one pass.
@@ -159,3 +159,15 @@ class Encoder(Protocol):
     def save_pretrained(self, directory: str | Path, **provenance: Any) -> Path:
         """Write a release folder (``config.json`` + ``model.safetensors``)."""
         ...
+
+
+def resolve_frame_layout(model: Encoder, frame_layout: str | None) -> str:
+    """The frame layout to use (the model's configured one when None), checked against
+    ``model.frame_layouts``."""
+    layout = frame_layout or model.config.frame_layout
+    layouts = tuple(model.frame_layouts)
+    if layout not in layouts:
+        if len(layouts) == 1:
+            raise ValueError(f"{type(model).__name__} supports frame_layout {layouts[0]!r} only")
+        raise ValueError(f"unknown frame_layout {layout!r}; use {' or '.join(map(repr, layouts))}")
+    return layout

@@ -109,7 +109,6 @@ def pretrain_side_by_side(
 def export_models(out: Path, overrides: list[str] | None = None) -> dict[str, Path]:
     """Release folders of the two pretrained models and of the random-weights AxLSTM (the
     pretrained AxLSTM's architecture: the demo recipe with the same ``overrides``)."""
-    from axlstm.checkpoint.release import save_release
     from axlstm.engine import export_release
     from axlstm.models import create_model
     from axlstm.recipes import load_config
@@ -122,10 +121,9 @@ def export_models(out: Path, overrides: list[str] | None = None) -> dict[str, Pa
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         random_model = create_model(sizes.name, **sizes.overrides)
-    models["axlstm_random"] = save_release(
-        random_model.eval(),
+    models["axlstm_random"] = random_model.eval().save_pretrained(
         out / "models" / "axlstm_random",
-        {"source": "random initialisation (torch.manual_seed(0)), no training"},
+        source="random initialisation (torch.manual_seed(0)), no training",
     )
     return models
 
