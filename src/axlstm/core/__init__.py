@@ -2,6 +2,23 @@
 release-folder format. It imports nothing else of axlstm."""
 
 from axlstm.core.config import ConfigBase
-from axlstm.core.errors import AudioError, AxlstmError, CheckpointError, ConfigError
+from axlstm.core.errors import (
+    AudioError,
+    AxlstmError,
+    CheckpointError,
+    ConfigError,
+    InputError,
+    OutputError,
+    UsageError,
+)
 
-__all__ = ["AudioError", "AxlstmError", "CheckpointError", "ConfigBase", "ConfigError"]
+__all__ = [
+    "AudioError",
+    "AxlstmError",
+    "CheckpointError",
+    "ConfigBase",
+    "ConfigError",
+    "InputError",
+    "OutputError",
+    "UsageError",
+]
