@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +195,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_directory(tmp_path: Path) -> None:
     path = tmp_path / "folder.wav"
     path.mkdir()
-    with pytest.raises(AudioLoadError, match="directory") as info:
+    with pytest.raises(AudioLoadError, match="folder") as info:
         load_audio(path)
     assert str(path) in str(info.value)
 
@@ -231,13 +232,89 @@ def test_truncated_flac(tmp_path: Path) -> None:
     assert str(path) in str(info.value)
 
 
-def test_truncated_wav_loads_what_is_there(tmp_path: Path) -> None:
-    path = tmp_path / "cut.wav"
-    sf.write(path, _sine(440.0, TARGET_SR, 1.0), TARGET_SR, subtype="PCM_16")
+@pytest.mark.parametrize("fmt", ["WAV", "AIFF", "AU", "W64", "RF64"])
+def test_truncated_file_is_an_error_or_by_option_its_readable_part(
+    tmp_path: Path, fmt: str, caplog
+) -> None:
+    path = tmp_path / f"cut.{fmt.lower()}"
+    sf.write(path, _sine(440.0, TARGET_SR, 1.0), TARGET_SR, format=fmt, subtype="PCM_16")
     raw = path.read_bytes()
-    path.write_bytes(raw[: 44 + 2 * 4000])  # header + 4000 frames; header still says 16000
-    wave = load_audio(path)
-    assert wave.numel() == 4000
+    path.write_bytes(raw[: len(raw) // 4])  # the header still declares 16000 frames
+    with pytest.raises(AudioLoadError, match="truncated") as info:
+        load_audio(path)
+    assert str(path) in str(info.value)
+    wave = load_audio(path, allow_truncated=True)
+    assert 0 < wave.numel() < 16000 // 4
+    assert "truncated" in caplog.text
+
+
+def test_truncated_flac_by_option_keeps_the_decodable_part(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "cut.flac"
+    sf.write(path, (0.3 * rng.standard_normal(48000)).astype(np.float32), 16000)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    wave = load_audio(path, allow_truncated=True)
+    assert 0 < wave.numel() < 48000
+
+
+def test_garbage_after_a_complete_wav_is_not_truncation(tmp_path: Path) -> None:
+    path = tmp_path / "tail.wav"
+    sf.write(path, _sine(440.0, TARGET_SR, 0.5), TARGET_SR, subtype="PCM_16")
+    path.write_bytes(path.read_bytes() + b"JUNK" * 100)
+    assert load_audio(path).numel() == 8000
+
+
+@pytest.mark.parametrize("rate", [1, 2, 999])
+def test_absurd_sample_rate_is_refused_before_resampling(tmp_path: Path, rate: int) -> None:
+    path = tmp_path / f"rate{rate}.wav"
+    sf.write(path, np.zeros(100, dtype=np.float32), rate, subtype="PCM_16")
+    with pytest.raises(AudioLoadError, match=f"sample rate of {rate} Hz") as info:
+        load_audio(path)
+    assert str(path) in str(info.value)
+
+
+def test_too_long_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(8000, dtype=np.float32), 8000, subtype="PCM_16")
+    with pytest.raises(AudioLoadError, match="too long") as info:
+        load_audio(path, 16000, max_samples=10000)  # 8000 frames -> 16000 samples at 16 kHz
+    assert str(path) in str(info.value)
+    assert load_audio(path, 16000, max_samples=None).numel() == 16000
+
+
+def test_multichannel_is_averaged_block_by_block(tmp_path: Path, monkeypatch) -> None:
+    import axlstm.audio.io as io
+
+    monkeypatch.setattr(io, "_BLOCK_VALUES", 1000)  # many blocks for a short file
+    rng = np.random.default_rng(1)
+    data = (0.3 * rng.standard_normal((5000, 3))).astype(np.float32)
+    path = tmp_path / "three.wav"
+    sf.write(path, data, TARGET_SR, subtype="FLOAT")
+    expected = data.mean(axis=1, dtype=np.float32)
+    np.testing.assert_array_equal(load_audio(path).numpy(), expected)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kind", ["fifo", "loop", "broken", "device"])
+def test_special_files_are_refused_by_name_without_reading(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "x.wav"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it for reading would block forever
+        expected = "named pipe"
+    elif kind == "loop":
+        os.symlink(tmp_path / "y.wav", path)
+        os.symlink(path, tmp_path / "y.wav")
+        expected = "symbolic link loop"
+    elif kind == "broken":
+        os.symlink(tmp_path / "gone.wav", path)
+        expected = "broken symbolic link"
+    else:
+        os.symlink("/dev/null", path)
+        expected = "character device"
+    with pytest.raises(AudioLoadError, match=expected) as info:
+        load_audio(path)
+    assert str(path) in str(info.value)
 
 
 def test_zero_frames(tmp_path: Path) -> None:

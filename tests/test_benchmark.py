@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from axlstm.benchmark import measure_isolated
 from axlstm.cli.main import main
 
@@ -62,3 +64,39 @@ def test_benchmark_of_fbank_models(tmp_path, capsys):
     assert tokens[("test_ssamba", 10.0)] == 1 + 8 * 62  # cls
     assert {r["frames"] for r in results} == {192, 992}
     assert "test_ssamba" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--seconds", "-1", "argument --seconds: must be > 0"),
+        ("--seconds", "nan", "argument --seconds: must be > 0"),
+        ("--batch", "0", "argument --batch: must be > 0"),
+        ("--reps", "0", "argument --reps: must be > 0"),
+        ("--warmup", "-1", "argument --warmup: must be >= 0"),
+        ("--threads", "two", "argument --threads: expected an integer"),
+    ],
+)
+def test_impossible_settings_are_refused_at_parse_time(tmp_path, capsys, option, value, message):
+    args = ["benchmark", "--models", "test_axlstm", "--json", str(tmp_path / "r.json")]
+    with pytest.raises(SystemExit) as info:
+        main([*args, option, value])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_unknown_model_and_bad_settings_fail_before_any_measurement(tmp_path, capsys):
+    from axlstm.benchmark import run
+    from axlstm.core.errors import UsageError
+
+    out = tmp_path / "r.json"
+    args = ["benchmark", "--models", "test_axlstm", str(tmp_path / "nope"), "--json", str(out)]
+    assert main([*args, "--seconds", "0.5", "--no-isolate"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model" in err and "nope" in err and "Traceback" not in err
+    assert not out.exists()
+    with pytest.raises(UsageError, match="batch must be an integer >= 1"):
+        run(["test_axlstm"], [1.0], batch=0)
+    with pytest.raises(UsageError, match="seconds must be positive"):
+        run(["test_axlstm"], [-1.0])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import platform
 import resource
 import statistics
@@ -31,6 +32,7 @@ from typing import Any
 
 import torch
 
+from axlstm.core.errors import AxlstmError, UsageError
 from axlstm.embedding import resolve_model
 
 logger = logging.getLogger(__name__)
@@ -72,12 +74,7 @@ def measure(
         precision: "fp32", or "bf16"/"fp16" autocast (CUDA only: on CPU bf16 matmuls are
             about 200x slower than fp32 on AVX2 machines, so they are refused).
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {tuple(PRECISIONS)}")
-    if precision != "fp32" and not str(device).startswith("cuda"):
-        raise ValueError(f"precision {precision!r} is only measured on CUDA devices")
+    check_settings([seconds], [mode], batch, reps, warmup, threads, precision, device)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -145,13 +142,48 @@ def measure(
     }
 
 
+def check_settings(
+    seconds: Sequence[float],
+    modes: Sequence[str],
+    batch: int,
+    reps: int,
+    warmup: int,
+    threads: int | None,
+    precision: str,
+    device: str,
+) -> None:
+    """Refuse settings that describe no possible run (before any is measured).
+
+    Raises:
+        UsageError: naming the setting and the value.
+    """
+    bad = [s for s in seconds if not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0)]
+    if bad or not seconds:
+        raise UsageError(f"seconds must be positive and finite, got {list(seconds)}")
+    for name, value, low in (("batch", batch, 1), ("reps", reps, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise UsageError(f"threads must be an integer >= 1, got {threads!r}")
+    for mode in modes:
+        if mode not in MODES:
+            raise UsageError(f"unknown mode {mode!r}; choose one of {MODES}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose one of {tuple(PRECISIONS)}")
+    if precision != "fp32" and not str(device).startswith("cuda"):
+        raise UsageError(f"precision {precision!r} is only measured on CUDA devices")
+
+
 def measure_isolated(**kwargs: Any) -> dict[str, Any]:
     """:func:`measure` in a fresh Python process, so its peak memory is its own."""
     cmd = [sys.executable, "-m", "axlstm.benchmark", json.dumps(kwargs)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"benchmark of {kwargs} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+        lines = proc.stderr.strip().splitlines() or ["no message"]
+        logger.debug("benchmark subprocess stderr:\n%s", proc.stderr)
+        raise AxlstmError(
+            f"benchmark of {kwargs['model']} ({kwargs['mode']}, {kwargs['seconds']:g} s) failed "
+            f"in its process (exit {proc.returncode}): {lines[-1]}"
         )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -169,7 +201,17 @@ def run(
     isolate: bool | None = None,
     on_result=None,
 ) -> list[dict[str, Any]]:
-    """Every (model, seconds, mode) combination; ``on_result(result)`` is called after each."""
+    """Every (model, seconds, mode) combination; ``on_result(result)`` is called after each.
+
+    The settings and every model name are checked before the first measurement.
+
+    Raises:
+        UsageError: a setting that describes no possible run.
+        ConfigError: a model that is neither a preset nor a release folder.
+    """
+    check_settings(seconds, modes, batch, reps, warmup, threads, precision, device)
+    for model in models:
+        resolve_model(model)  # an unknown name or a broken release fails here, not mid-way
     isolate = (not str(device).startswith("cuda")) if isolate is None else isolate
     results = []
     for model in models:

@@ -10,7 +10,11 @@ The pipeline reproduces the official HEAR runtime feature extractor:
    that is what the official features were computed with.
 4. Natural log of ``mel + eps`` where ``eps`` is the float32 machine epsilon.
 5. Optionally, per-clip standardisation ``(x - mean) / (std + 1e-8)`` with the mean and the
-   *unbiased* standard deviation over all time-frequency bins of each clip.
+   *unbiased* standard deviation over all time-frequency bins of each clip. A clip whose
+   log-mel is constant to within float32 rounding (digital silence, a DC offset: ``std <=
+   1e-5 * (1 + |mean|)``, about 170 float32 ulps of its values, while even -100 dBFS noise
+   has a std near 0.2) standardises to exact zeros, instead of its rounding noise divided by
+   ~1e-6, which would depend on the batch the clip shares. Other clips are unchanged.
 
 The output layout is ``(B, 1, T, n_mels)`` (time first, then frequency) with
 ``T = 1 + N // hop_length``.
@@ -43,6 +47,9 @@ __all__ = [
 LOG_EPS: float = float(torch.finfo(torch.float32).eps)
 #: Added to the standard deviation in the per-clip standardisation.
 STD_EPS: float = 1e-8
+#: A clip whose per-clip std is at most this times ``1 + |mean|`` is constant to within
+#: float32 rounding (relative precision 6e-8; this is ~170 ulps) and standardises to zeros.
+CONSTANT_REL_STD: float = 1e-5
 
 
 def hz_to_mel(freq: float) -> float:
@@ -318,7 +325,9 @@ class LogMelFrontEnd(nn.Module):
         flat = logmel.flatten(1)  # (B, T * M)
         mean = flat.mean(dim=1).view(-1, 1, 1)  # (B, 1, 1)
         std = flat.std(dim=1, unbiased=True).view(-1, 1, 1)  # (B, 1, 1)
-        return (logmel - mean) / (std + STD_EPS)  # (B, T, M)
+        out = (logmel - mean) / (std + STD_EPS)  # (B, T, M)
+        constant = std <= CONSTANT_REL_STD * (1.0 + mean.abs())  # (B, 1, 1): only rounding
+        return torch.where(constant, torch.zeros_like(out), out)
 
     def raw_features(self, wave: torch.Tensor) -> torch.Tensor:
         """Unnormalised log-mel ``(T, n_mels)`` of one ``(N,)`` clip."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,8 +20,19 @@ import soxr
 import torch
 
 from axlstm.core.errors import AudioError
+from axlstm.core.fileio import check_input_file
 
-__all__ = ["AudioError", "AudioLoadError", "load_audio", "resample", "to_mono"]
+__all__ = [
+    "MAX_SAMPLES",
+    "SOURCE_RATE_RANGE",
+    "AudioError",
+    "AudioLoadError",
+    "load_audio",
+    "open_audio",
+    "resample",
+    "to_mono",
+    "truncation",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -123,73 +135,176 @@ def _fail(path: Path, problem: str) -> AudioLoadError:
     return AudioLoadError(f"cannot read audio from {path}: {problem}")
 
 
-def load_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> torch.Tensor:
+#: Source sample rates accepted by :func:`load_audio`, in Hz. A header claiming a rate outside
+#: them is refused: converting a "2 Hz" file to 16 kHz would make 8000 samples of every one.
+SOURCE_RATE_RANGE = (1000, 1_536_000)
+#: Most samples :func:`load_audio` decodes or returns for one file by default (2**29: 2 GiB
+#: as float32, e.g. 9.3 hours at 16 kHz or 3.1 hours at 48 kHz). Longer files are refused with
+#: a clear message before anything is read; use ``max_samples`` or block-wise streaming.
+MAX_SAMPLES = 2**29
+#: Frames decoded per read (times the channel count, at most 4 M values in memory at once).
+_BLOCK_VALUES = 1 << 22
+#: Frames per read when looking for the readable part of a truncated file.
+_SMALL_BLOCK = 1024
+#: Declared data sizes that mean "length unknown" (written by tools streaming to a pipe).
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)
+#: libsndfile's header log states a chunk size it found wrong as "NAME : DECLARED (should be
+#: ACTUAL)"; a declared size larger than the file holds means the file was cut short.
+_SHOULD_BE = re.compile(r"^\s*([\w ]+?)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: MP3 lengths without an exact (Xing/LAME) header are estimates; shortfalls within this
+#: many samples (two MPEG frames) are not taken for truncation.
+_MPEG_SLACK = 2 * 1152
+
+
+def _header_truncation(info: str) -> str | None:
+    """The truncation libsndfile's header log reports, in words, or None."""
+    for name, declared, actual in _SHOULD_BE.findall(info):
+        declared, actual = int(declared), int(actual)
+        if declared in _UNKNOWN_SIZES or declared >= 0x7FFF0000:
+            continue  # a streaming writer's "unknown length", not a cut
+        if declared > actual + 1:  # +1: a chunk's pad byte
+            return f"its {name.strip()} chunk should hold {declared} bytes, the file has {actual}"
+    return None
+
+
+def _read_mono(handle: sf.SoundFile, path: Path, allow_truncated: bool) -> tuple[np.ndarray, str]:
+    """Decode block by block, averaging channels as it goes (memory: the mono signal).
+
+    Returns the mono samples and a description of a decoding failure part-way ("" if none);
+    a failure before anything was decoded raises.
+    """
+    channels = handle.channels
+    block = max(1, _BLOCK_VALUES // channels)
+    parts: list[np.ndarray] = []
+    problem = ""
+    while True:
+        try:
+            data = handle.read(block, dtype="float32", always_2d=True)  # (n, C)
+        except Exception as err:
+            done = sum(p.shape[0] for p in parts)
+            if allow_truncated and block > _SMALL_BLOCK and handle.seekable():
+                # find the readable part in small steps from where this block started
+                handle.seek(done)
+                block = _SMALL_BLOCK
+                continue
+            problem = f"decoding failed after {done} of {handle.frames} frames ({err})"
+            if not parts or not allow_truncated:
+                fmt = f"{handle.format}/{handle.subtype}"
+                raise _fail(path, f"truncated or corrupt: {fmt} {problem}") from err
+            break
+        if data.shape[0] == 0:
+            break
+        parts.append(data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0].copy())
+    mono = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return mono, problem
+
+
+def open_audio(path: str | os.PathLike[str]) -> sf.SoundFile:
+    """Opens an audio file for reading, after the checks every reader needs.
+
+    The path must be a readable, non-empty regular file (a named pipe is refused by name, not
+    opened), in a format libsndfile recognises, with at least one channel and a sample rate
+    within :data:`SOURCE_RATE_RANGE`. The caller closes the handle (``with open_audio(p) as
+    f``). After reading, :func:`truncation` tells whether the file was cut short.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        AudioLoadError: For any of the problems above; the message names the file.
+    """
+    path = Path(path)
+    if check_input_file(path, "audio file", AudioLoadError).st_size == 0:
+        raise _fail(path, "file is empty (0 bytes)")
+    try:
+        handle = sf.SoundFile(path)
+    except Exception as err:
+        raise _fail(path, f"not a recognised audio format ({err})") from err
+    low, high = SOURCE_RATE_RANGE
+    problem = None
+    if not low <= handle.samplerate <= high:
+        problem = f"its header claims a sample rate of {handle.samplerate} Hz, outside {low}-{high}"
+    elif handle.channels < 1:
+        problem = f"its header claims {handle.channels} channels"
+    if problem:
+        handle.close()
+        raise _fail(path, problem)
+    return handle
+
+
+def truncation(handle: sf.SoundFile, frames_read: int) -> str | None:
+    """Why an open file counts as cut short after ``frames_read`` frames were decoded from it
+    (its header declares more than it holds), or None when it is complete."""
+    cut = _header_truncation(handle.extra_info)
+    if cut:
+        return cut
+    slack = _MPEG_SLACK if handle.format == "MP3" or handle.format.startswith("MPEG") else 0
+    if frames_read + slack < handle.frames:
+        return f"its header declares {handle.frames} frames but only {frames_read} could be read"
+    return None
+
+
+def load_audio(
+    path: str | os.PathLike[str],
+    sample_rate: int = 16000,
+    *,
+    allow_truncated: bool = False,
+    max_samples: int | None = MAX_SAMPLES,
+) -> torch.Tensor:
     """Loads an audio file as a mono float32 waveform at ``sample_rate``.
 
     Integer PCM (8-bit unsigned, 16/24/32-bit signed) is scaled to [-1, 1); float files are
     returned as stored (values beyond +-1 are kept, with a warning). Channels are averaged and
     the audio is resampled with soxr when its rate differs from ``sample_rate``.
 
+    The path is checked before anything is read: a folder, a named pipe, a device or a link
+    loop is refused by name (a pipe would otherwise block forever). A file cut short (its
+    header declares more audio than it holds, or decoding fails part-way) is an error, or with
+    ``allow_truncated`` a warning and the readable part.
+
     Args:
         path: Path of the audio file.
         sample_rate: Output sample rate in Hz.
+        allow_truncated: return the readable part of a truncated file (with a warning)
+            instead of raising.
+        max_samples: refuse files that would decode to, or resample to, more samples than
+            this (:data:`MAX_SAMPLES` by default; ``None`` for no limit).
 
     Returns:
         float32 tensor of shape ``(N,)``.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        AudioLoadError: If ``path`` is a directory, is empty, is not an audio format libsndfile
-            recognises, cannot be decoded, holds no samples or holds NaN/infinite samples.
+        AudioLoadError: If ``path`` is not a readable regular file, is empty, is not an audio
+            format libsndfile recognises, is truncated or cannot be decoded, holds no samples
+            or NaN/infinite samples, declares a sample rate outside
+            :data:`SOURCE_RATE_RANGE`, or is longer than ``max_samples``.
         ValueError: If ``sample_rate`` is not positive.
     """
     _check_rate("sample_rate", sample_rate)
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"audio file not found: {path}")
-    if path.is_dir():
-        raise _fail(path, "it is a directory, not a file")
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise _fail(path, f"cannot stat the file ({err})") from err
-    if size == 0 and path.is_file():
-        raise _fail(path, "file is empty (0 bytes)")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as err:
-        raise _fail(path, f"cannot open the file ({err.strerror or err})") from err
-
-    try:
-        with sf.SoundFile(path) as handle:
-            orig_sr = handle.samplerate
-            channels = handle.channels
-            declared = handle.frames
-            fmt = f"{handle.format}/{handle.subtype}"
-            try:
-                data = handle.read(dtype="float32", always_2d=True)  # (N, C)
-            except Exception as err:
-                raise _fail(path, f"decoding failed ({fmt}: {err})") from err
-    except AudioLoadError:
-        raise
-    except Exception as err:
-        raise _fail(path, f"not a recognised audio format ({err})") from err
-
-    if data.shape[0] < declared:
-        logger.warning(
-            "%s: header declares %d frames but only %d could be read (truncated file?)",
-            path,
-            declared,
-            data.shape[0],
-        )
-    if data.shape[0] == 0 or channels == 0:
+    with open_audio(path) as handle:
+        orig_sr, channels, declared = handle.samplerate, handle.channels, handle.frames
+        fmt = f"{handle.format}/{handle.subtype}"
+        if max_samples is not None:
+            out_len = declared * sample_rate / orig_sr
+            if max(declared, out_len) > max_samples:
+                raise _fail(
+                    path,
+                    f"too long: {declared} frames ({declared / orig_sr / 3600:.2f} h at "
+                    f"{orig_sr} Hz), more than the limit of {max_samples} samples; split "
+                    "it, stream it (axlstm embed --stream) or raise max_samples",
+                )
+        mono, problem = _read_mono(handle, path, allow_truncated)
+        cut = problem or truncation(handle, mono.shape[0])
+    if cut:
+        if not allow_truncated:
+            raise _fail(path, f"truncated file: {cut}")
+        logger.warning("%s: truncated (%s); using the %d readable frames", path, cut, mono.shape[0])
+    if mono.shape[0] == 0:
         raise _fail(path, "contains no samples")
-    if not np.isfinite(data).all():
-        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if not np.isfinite(mono).all():
+        bad = int(mono.size - np.count_nonzero(np.isfinite(mono)))
         raise _fail(path, f"contains {bad} non-finite samples (NaN or inf)")
 
-    mono = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]  # (N,)
     peak = float(np.abs(mono).max())
     if peak > 1.0:
         logger.warning("%s: samples exceed [-1, 1] (peak %.3f); they are kept as is", path, peak)

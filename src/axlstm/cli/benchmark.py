@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from axlstm.benchmark import markdown_table, run, write_reports
+from axlstm.cli.common import nonnegative_int, positive_float, positive_int
+from axlstm.core.fileio import check_output_file
 
 
 def add_parser(sub) -> None:
@@ -22,15 +24,17 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--models", nargs="+", required=True, help="presets or release folders")
     p.add_argument(
-        "--seconds", nargs="+", type=float, default=[2.0, 10.0, 60.0, 300.0],
+        "--seconds", nargs="+", type=positive_float, default=[2.0, 10.0, 60.0, 300.0],
         help="input lengths in seconds of audio (default: 2 10 60 300)",
     )  # fmt: skip
-    p.add_argument("--batch", type=int, default=1, help="clips per pass (default 1)")
+    p.add_argument("--batch", type=positive_int, default=1, help="clips per pass (default 1)")
     p.add_argument("--mode", nargs="+", choices=("inference", "train"), default=["inference"])
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--reps", type=int, default=3, help="timed repetitions (median reported)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed passes before timing")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument(
+        "--reps", type=positive_int, default=3, help="timed repetitions (median reported)"
+    )
+    p.add_argument("--warmup", type=nonnegative_int, default=1, help="untimed passes before timing")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     p.add_argument(
         "--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
         help="fp32, or bf16/fp16 autocast (CUDA only)",
@@ -54,6 +58,9 @@ def main(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    for option in ("json", "markdown", "csv", "plot"):
+        if getattr(args, option) is not None:
+            check_output_file(getattr(args, option), f"--{option}")
     results = run(
         args.models, args.seconds, args.mode, batch=args.batch, device=args.device,
         reps=args.reps, warmup=args.warmup, threads=args.threads, precision=args.precision,

@@ -14,6 +14,10 @@ Output layout (see docs/embeddings.md):
 
 Every format also gets a report ``OUT.json`` (files, failures with reasons, settings). The
 exit code is 0 when at least one file was embedded, 1 when every file failed.
+
+The output is checked for writability before any file is embedded. Finished work is kept in
+``OUT.partial/`` as the run goes (see :mod:`axlstm.embedding.store`): after Ctrl-C, SIGTERM or
+a crash, the same command with ``--resume`` embeds only the files not done yet.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from axlstm._version import __version__
-from axlstm.cli.common import parse_device
-from axlstm.core.fileio import atomic_write
+from axlstm.cli.common import parse_device, positive_float, positive_int
+from axlstm.core.errors import UsageError
+from axlstm.core.fileio import atomic_write, check_output_file
 from axlstm.embedding import (
     collect_inputs,
     front_end_config,
@@ -40,6 +45,7 @@ from axlstm.embedding import (
     parse_layers,
     resolve_model,
 )
+from axlstm.embedding.store import EmbeddingStore, partial_dir
 from axlstm.embedding.streaming import stream_file_embedding
 from axlstm.models.streaming import StreamingEmbedder
 
@@ -73,7 +79,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=16,
         help="windows (whole clips with --window none) per forward pass (default 16)",
     )
@@ -110,7 +116,20 @@ def add_parser(sub) -> None:
         ),
     )
     p.add_argument(
-        "--block-seconds", type=float, default=1.0, help="audio per streamed block (default 1 s)"
+        "--block-seconds",
+        type=positive_float,
+        default=1.0,
+        help="audio per streamed block (default 1 s)",
+    )
+    p.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="embed the readable part of truncated files (with a warning) instead of failing them",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: embed only the files not kept in OUT.partial/",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -221,75 +240,101 @@ def _write_parquet(out: Path, ok, scene, duration, arrays, settings, failed) -> 
 def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.suffix.lower() not in FORMATS:
-        raise ValueError(f"--out must end in {', '.join(FORMATS)}, got {out}")
+        raise UsageError(f"--out must end in {', '.join(FORMATS)}, got {out}")
     if out.suffix.lower() == ".parquet":
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise ValueError(
+            raise UsageError(
                 "Parquet output needs pyarrow: pip install 'axlstm[parquet]'"
             ) from None
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_output_file(out, "--out")  # before any work, not after it
     device = parse_device(args.device)
     model = resolve_model(args.model, device=device, frame_layout=args.frame_layout)
     front_end = front_end_config(model)  # fails early for models with another input kind
     model_window(model, args.window)
     indices, single = parse_layers(args.layer, model_layers(model))
     dim = (model.frame_dim,) if single else (len(indices), model.frame_dim)
+    if args.stream:
+        if not single or indices != [None]:
+            raise UsageError("--stream gives the final output only: leave --layer at 'last'")
+        if not model.supports_streaming:
+            raise UsageError(
+                "--stream needs a causal AxLSTM (alternation='unidirectional'); "
+                f"{type(model).__name__} model {model.config.name!r} cannot stream"
+            )
     paths = collect_inputs(args.inputs)
     if not paths:
-        raise ValueError("no audio files found in the inputs")
+        raise UsageError("no audio files found in the inputs")
     settings = {
         "model": str(args.model),
         "model_config": model.config.to_dict(),
-        "window": args.window,
+        "window": f"stream ({args.block_seconds:g} s blocks)" if args.stream else args.window,
         "frame_layout": model.config.frame_layout,
         "layer": args.layer,
         "layers": layer_labels(indices),
         "precision": args.precision,
+        "frames": bool(args.frames),
+        "allow_truncated": bool(args.allow_truncated),
         "sample_rate": front_end.sample_rate,
         "device": str(device),
         "axlstm_version": __version__,
     }
-    logger.info("embedding %d files with %s on %s", len(paths), args.model, device)
+    store = EmbeddingStore(out, settings, resume=args.resume, frames=args.frames)
+    todo = [p for p in paths if p not in store.done]
+    logger.info("embedding %d files with %s on %s", len(todo), args.model, device)
 
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    ok, failed = [], []
     if args.stream:
-        if not single or indices != [None]:
-            raise ValueError("--stream gives the final output only: leave --layer at 'last'")
-        if not model.supports_streaming:
-            raise ValueError(
-                "--stream needs a causal AxLSTM (alternation='unidirectional'); "
-                f"{type(model).__name__} model {model.config.name!r} cannot stream"
-            )
         embedder = StreamingEmbedder(model)
-        settings["window"] = f"stream ({args.block_seconds:g} s blocks)"
-        results = (stream_file_embedding(embedder, p, args.block_seconds) for p in paths)
+        results = (
+            stream_file_embedding(embedder, p, args.block_seconds, args.allow_truncated)
+            for p in todo
+        )
     else:
         results = iter_file_embeddings(
             model,
-            paths,
+            todo,
             batch_size=args.batch_size,
             window=args.window,
             layer=args.layer,
             precision=args.precision,
+            allow_truncated=args.allow_truncated,
         )
-    bar = tqdm(total=len(paths), unit="file", disable=args.no_progress, file=sys.stderr)
-    with logging_redirect_tqdm(), bar:  # log lines do not tear the bar
-        for result in results:
-            if result.ok:
-                if not args.frames:  # keep only what is written
-                    result.frames = result.timestamps = None
-                ok.append(result)
-            else:
-                failed.append(result)
-                logger.warning("skipped %s: %s", result.path, result.error)
-            bar.update(1)
+    _embed_all(results, store, args, total=len(paths), done=len(paths) - len(todo))
+    final = store.results(paths)
+    ok = [r for r in final if r.ok]
+    failed = [r for r in final if not r.ok]
     written = write_outputs(out, ok, failed, settings, args.frames, dim)
+    store.remove()
     note = f", {len(failed)} failed (listed in {written[-1]})" if failed else ""
     print(f"embedded {len(ok)} of {len(paths)} files -> {out}{note}")
     return 0 if ok else 1
+
+
+def _embed_all(results, store: EmbeddingStore, args, total: int, done: int) -> None:
+    """Consume ``results`` into ``store`` with a progress bar; on Ctrl-C or SIGTERM keep what is
+    finished and say how to continue."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    bar = tqdm(total=total, initial=done, unit="file", disable=args.no_progress, file=sys.stderr)
+    try:
+        with logging_redirect_tqdm(), bar:  # log lines do not tear the bar
+            for result in results:
+                if result.ok and not args.frames:  # keep only what is written
+                    result.frames = result.timestamps = None
+                if not result.ok:
+                    logger.warning("skipped %s: %s", result.path, result.error)
+                store.add(result)
+                bar.update(1)
+    except KeyboardInterrupt:
+        store.flush()
+        logger.warning(
+            "interrupted: %d of %d files are done and kept in %s; run the same command with "
+            "--resume to embed the rest",
+            len(store.done),
+            total,
+            partial_dir(args.out),
+        )
+        raise
+    store.flush()

@@ -18,9 +18,12 @@ from axlstm.embedding.extract import check_clip, embed, front_end_config
 from axlstm.embedding.options import model_window
 from axlstm.models import Encoder
 
-__all__ = ["FileEmbedding", "iter_file_embeddings"]
+__all__ = ["NON_FINITE", "FileEmbedding", "iter_file_embeddings"]
 
 logger = logging.getLogger(__name__)
+
+#: The reason given for a file whose embedding holds NaN or inf (e.g. weights that overflow).
+NON_FINITE = "the model gave non-finite embeddings (NaN or inf) for this file"
 
 
 @dataclass
@@ -60,19 +63,23 @@ def iter_file_embeddings(
     *,
     batch_size: int = 16,
     window: Any = "official",
+    allow_truncated: bool = False,
     **options: Any,
 ) -> Iterator[FileEmbedding]:
     """Embed audio files, yielding one :class:`FileEmbedding` per path, in order.
 
     Files are loaded one by one (any format libsndfile reads, any rate and channel count) and
     grouped so that a forward pass holds about ``batch_size`` windows (whole clips with
-    ``window=None``). A file that cannot be read, is too short or fails in the model is reported
-    with its reason and the others go on: when a group fails, its files are retried one by one.
+    ``window=None``). A file that cannot be read, is too short, fails in the model or gets
+    non-finite embeddings is reported with its reason and the others go on: when a group
+    fails, its files are retried one by one.
 
     Args:
         model: the encoder.
         paths: audio files.
         batch_size: windows (or whole clips) per forward pass.
+        allow_truncated: embed the readable part of truncated files (with a warning) instead
+            of failing them.
         window, **options: passed to :func:`axlstm.embedding.embed` (layer, frame_layout,
             precision).
     """
@@ -102,7 +109,8 @@ def iter_file_embeddings(
     for path in paths:
         path = str(path)
         try:
-            wave = load_audio(path, fe.sample_rate)  # (N,) mono float32 at the model's rate
+            # (N,) mono float32 at the model's rate
+            wave = load_audio(path, fe.sample_rate, allow_truncated=allow_truncated)
             wave = check_clip(wave, fe.sample_rate, path, fe)  # too short: fail here, not later
             pending.append((path, wave, None))
             n_in = fe.num_frames(wave.shape[0])
@@ -130,10 +138,16 @@ def _embed_group(model, pending, idx, batch_size, window, options) -> dict[int, 
     results = {}
     for j, i in enumerate(idx):
         frames, ts = out.clip(j)
+        scene = out.scene[j].float().cpu().numpy()
+        frames = frames.float().cpu().numpy()
+        if not (np.isfinite(scene).all() and np.isfinite(frames).all()):
+            # never a silent NaN row: the file is reported as failed, with the reason
+            results[i] = FileEmbedding(names[j], error=NON_FINITE)
+            continue
         results[i] = FileEmbedding(
             names[j],
-            scene=out.scene[j].float().cpu().numpy(),
-            frames=frames.float().cpu().numpy(),
+            scene=scene,
+            frames=frames,
             timestamps=ts.float().cpu().numpy(),
             duration=float(out.duration[j]),
         )

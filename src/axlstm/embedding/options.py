@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from axlstm.core.errors import UsageError
 from axlstm.models import Encoder
 from axlstm.models.interface import resolve_frame_layout as check_frame_layout
 from axlstm.models.msm import OFFICIAL_WINDOW
@@ -62,15 +63,15 @@ def parse_window(window: Any, patch_frames: int = 4, official: int = OFFICIAL_WI
         try:
             window = int(w)
         except ValueError:
-            raise ValueError(
+            raise UsageError(
                 f"unknown window {window!r}; use 'official', 'none' or a number of frames"
             ) from None
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
-        raise ValueError(f"window must be 'official', 'none' or an int, got {window!r}")
+        raise UsageError(f"window must be 'official', 'none' or an int, got {window!r}")
     if window == 0:
         return None
     if window < 0 or window % patch_frames:
-        raise ValueError(
+        raise UsageError(
             f"window must be a positive multiple of {patch_frames} frames, got {window}"
         )
     return int(window)
@@ -88,13 +89,13 @@ def _one_layer(item: Any, depth: int) -> int | None:
         try:
             item = int(s)
         except ValueError:
-            raise ValueError(
+            raise UsageError(
                 f"unknown layer {item!r}; use 'last', 'all', a block index or a list of them"
             ) from None
     if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
-        raise ValueError(f"layer must be an int, 'last' or 'all', got {item!r}")
+        raise UsageError(f"layer must be an int, 'last' or 'all', got {item!r}")
     if not -depth <= item < depth:
-        raise ValueError(f"layer {item} is out of range for a model with {depth} blocks")
+        raise UsageError(f"layer {item} is out of range for a model with {depth} blocks")
     return int(item) % depth
 
 
@@ -117,7 +118,7 @@ def parse_layers(layer: LayerSpec, depth: int) -> tuple[list[int | None], bool]:
         layer = [p for p in layer.split(",") if p.strip()]
     if isinstance(layer, (list, tuple)):
         if not layer:
-            raise ValueError("empty layer list")
+            raise UsageError("empty layer list")
         return [_one_layer(x, depth) for x in layer], False
     return [_one_layer(layer, depth)], True
 
@@ -146,7 +147,7 @@ def model_layers(model: Encoder) -> int:
 
 def precision_context(device: torch.device, precision: str | None):
     if precision not in _PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use 'fp32', 'fp16' or 'bf16'")
+        raise UsageError(f"unknown precision {precision!r}; use 'fp32', 'fp16' or 'bf16'")
     dtype = _PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext()
