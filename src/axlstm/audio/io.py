@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TypeVar
 
@@ -151,6 +152,8 @@ _UNKNOWN_SIZES = (0, 0xFFFFFFFF)
 #: libsndfile's header log states a chunk size it found wrong as "NAME : DECLARED (should be
 #: ACTUAL)"; a declared size larger than the file holds means the file was cut short.
 _SHOULD_BE = re.compile(r"^\s*([\w ]+?)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: The chunks (RIFF, AIFF's FORM, Wave64's riff, RF64's size) that contain all the others.
+_CONTAINER_CHUNKS = ("riff", "form", "riff size")
 #: MP3 lengths without an exact (Xing/LAME) header are estimates; shortfalls within this
 #: many samples (two MPEG frames) are not taken for truncation.
 _MPEG_SLACK = 2 * 1152
@@ -162,7 +165,10 @@ def _header_truncation(info: str) -> str | None:
         declared, actual = int(declared), int(actual)
         if declared in _UNKNOWN_SIZES or declared >= 0x7FFF0000:
             continue  # a streaming writer's "unknown length", not a cut
-        if declared > actual + 1:  # +1: a chunk's pad byte
+        # a container's size counts the pad byte after an odd-sized chunk, which some writers
+        # leave out; a data chunk's size never includes it
+        pad = 1 if name.strip().lower() in _CONTAINER_CHUNKS else 0
+        if declared > actual + pad:
             return f"its {name.strip()} chunk should hold {declared} bytes, the file has {actual}"
     return None
 
@@ -214,8 +220,10 @@ def open_audio(path: str | os.PathLike[str]) -> sf.SoundFile:
     path = Path(path)
     if check_input_file(path, "audio file", AudioLoadError).st_size == 0:
         raise _fail(path, "file is empty (0 bytes)")
+    # bytes, not str: a file name that is not valid UTF-8 (kept by Python as surrogates) opens
+    name = path if sys.platform == "win32" else os.fsencode(path)
     try:
-        handle = sf.SoundFile(path)
+        handle = sf.SoundFile(name)
     except Exception as err:
         raise _fail(path, f"not a recognised audio format ({err})") from err
     low, high = SOURCE_RATE_RANGE

@@ -265,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
             )
     paths = collect_inputs(args.inputs)
     if not paths:
-        raise UsageError("no audio files found in the inputs")
+        raise UsageError(f"no audio files found in {', '.join(map(str, args.inputs))}")
     settings = {
         "model": str(args.model),
         "model_config": model.config.to_dict(),
