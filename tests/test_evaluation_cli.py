@@ -104,10 +104,10 @@ def test_evaluate_success_exit_code_and_linear_probe(tiny_tasks, tmp_path):
 
 
 def test_evaluate_usage_errors(tmp_path, capsys):
-    assert (
-        main(["evaluate", "--model", "logmel", "--tasks", "x", "--out", "o", "--seeds", "0"]) == 2
-    )
-    assert "--seeds must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--model", "logmel", "--tasks", "x", "--out", "o", "--seeds", "0"])
+    assert info.value.code == 2
+    assert "argument --seeds: must be > 0, got 0" in capsys.readouterr().err
 
 
 def test_missing_task_folder_is_reported(tmp_path):

@@ -5,7 +5,9 @@
 ``load_model`` takes the same model names as ``axlstm embed --model``: a release folder, a
 preset name (random weights, for testing) or, with ``arch=``, an official checkpoint file.
 Everything runs where the model is (``model.to("cuda")`` moves it); nothing reads environment
-variables or prints.
+variables or prints. Embeddings are never silently wrong: audio holding NaN/inf is refused, and
+an embedding that comes out non-finite (weights that hold NaN, an fp16 overflow) raises an
+error naming the sounds, instead of being returned.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from axlstm.core.errors import AudioError, CheckpointError
 from axlstm.embedding import (
     embed,
     front_end_config,
@@ -93,7 +96,31 @@ class HearModel(nn.Module):
             batch_size=self.batch_size,
             precision=self.precision,
         )
+        self._check_finite(out.frames)
         return out
+
+    def _check_finite(self, frames: torch.Tensor) -> None:
+        """Raise when any embedding is NaN or inf, naming the sounds and the likely cause."""
+        finite = torch.isfinite(frames.reshape(frames.shape[0], -1)).all(dim=1)
+        if bool(finite.all()):
+            return
+        bad = [int(i) for i in torch.nonzero(~finite).flatten().tolist()]
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        weights = [
+            name
+            for name, t in self.encoder.state_dict().items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        ]
+        if weights:
+            raise CheckpointError(
+                f"non-finite embeddings for sounds {shown}: the model's weights hold NaN or "
+                f"inf ({', '.join(weights[:3])}{' ...' if len(weights) > 3 else ''})"
+            )
+        hint = f" in {self.precision}" if self.precision not in (None, "fp32", "float32") else ""
+        raise AudioError(
+            f"non-finite embeddings (NaN or inf) for sounds {shown}: the computation "
+            f"overflowed{hint}; check the audio's level or use float32"
+        )
 
 
 def load_model(

@@ -8,6 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from axlstm.cli.common import positive_int
+from axlstm.core.errors import OutputError, UsageError
+
 logger = logging.getLogger(__name__)
 
 EXAMPLES = """\
@@ -22,9 +25,11 @@ file with --arch, or "logmel" (the hand-crafted log-mel statistics baseline, alw
 a reference row); LABEL=MODEL names its row. TASK_DIR is a HEAR task folder, a folder of task
 folders, "builtin" (the procedural tasks, generated into the cache folder on first use) or
 "builtin:NAME,..." (some of them: pitch_class, polyphony, timbre, sound_types).
-Writes OUT/results.json, OUT/details.json, OUT/report.md, OUT/chart.png, OUT/charts/*.png.
-Exit code 0 when every model succeeded on every task, 1 when something failed (the report
-lists why), 2 on a usage error.
+Writes OUT/results.json, OUT/details.json, OUT/report.md, OUT/chart.png, OUT/charts/*.png,
+and OUT/results.jsonl: each finished (model, task) result as soon as it is done. Interrupted
+(Ctrl-C, SIGTERM)? Run the same command again: finished results are reused (--restart computes
+everything again). Exit code 0 when every model succeeded on every task, 1 when something
+failed (the report lists why), 2 on a usage error, 130 when interrupted.
 """
 
 
@@ -56,7 +61,7 @@ def add_parser(sub) -> None:
         help="task folders, 'builtin' or 'builtin:NAME,...'",
     )
     p.add_argument("--out", type=Path, required=True, metavar="REPORT_DIR", help="report folder")
-    p.add_argument("--seeds", type=int, default=10, help="probe seeds 0..N-1 (default 10)")
+    p.add_argument("--seeds", type=positive_int, default=10, help="probe seeds 0..N-1 (default 10)")
     p.add_argument("--arch", help="preset of official checkpoint files, e.g. axlstm_tiny")
     p.add_argument(
         "--probe",
@@ -69,7 +74,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="do not reshuffle training data each epoch (reproduces HEAR's kit)",
     )
-    p.add_argument("--max-epochs", type=int, help="probe epochs at most (default 500)")
+    p.add_argument("--max-epochs", type=positive_int, help="probe epochs at most (default 500)")
     p.add_argument(
         "--cache-dir",
         type=Path,
@@ -79,12 +84,22 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--no-cache", action="store_true", help="always recompute embeddings")
     p.add_argument(
-        "--builtin-scale", type=int, default=1, help="size multiplier of the built-in tasks"
+        "--restart",
+        action="store_true",
+        help="compute every result again, ignoring the finished ones in REPORT_DIR/results.jsonl",
+    )
+    p.add_argument(
+        "--builtin-scale",
+        type=positive_int,
+        default=1,
+        help="size multiplier of the built-in tasks",
     )
     p.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)"
     )
-    p.add_argument("--batch-size", type=int, default=16, help="2 s windows per forward pass")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=16, help="2 s windows per forward pass"
+    )
     p.add_argument(
         "--window", default="official", help="'official' (2 s windows), 'none' or frames"
     )
@@ -94,13 +109,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--jobs",
-        type=int,
+        type=positive_int,
         help="probe trainings in parallel (default: CPU cores, at most 8); results do not "
         "depend on it",
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         help="torch threads while embedding (default: torch's); 1 is best on a busy small CPU",
     )
     p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
@@ -108,10 +123,38 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse option values that cannot work with any model, before any work."""
+    from axlstm.embedding import parse_window
+
+    for spec in args.models:
+        text = spec.strip()
+        if not text or text.endswith("="):
+            raise UsageError(f"--model: empty model name in {spec!r}")
+    for task in args.tasks:
+        if not str(task).strip():
+            raise UsageError("--tasks: empty task folder name")
+    try:
+        parse_window(args.window, 1, 1)
+    except ValueError as err:
+        raise UsageError(f"--window: {err}") from None
+    layer = str(args.layer).strip().lower()
+    if layer not in ("last", "final"):
+        try:
+            int(layer.removeprefix("block"))
+        except ValueError:
+            raise UsageError(
+                f"--layer: expected 'last' or one block index (the probe reads one layer), "
+                f"got {args.layer!r}"
+            ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from axlstm.cli.common import parse_device
+    from axlstm.core.fileio import check_output_dir
     from axlstm.evaluation import (
         BUILTIN,
         ProbeConfig,
@@ -122,23 +165,23 @@ def run(args: argparse.Namespace) -> int:
         run_evaluation,
     )
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
-    if args.jobs is not None and args.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    _check_options(args)
     probe = ProbeConfig(kind=args.probe, shuffle=not args.no_shuffle)
     if args.max_epochs is not None:
         probe = dataclasses.replace(probe, max_epochs=args.max_epochs)
-    from axlstm.cli.common import parse_device
-
     device = parse_device(args.device)
     root = args.cache_dir if args.cache_dir is not None else default_cache_dir()
     cache_dir = None if args.no_cache else root / "embeddings"
+    builtin = any(t == BUILTIN or t.startswith(f"{BUILTIN}:") for t in map(str, args.tasks))
     builtin_dir = root / "tasks" / f"builtin-scale{args.builtin_scale}"
+    # Every output is proved writable before any work.
+    check_output_dir(args.out, "report folder (--out)")
+    if cache_dir is not None or builtin:
+        hint = "" if args.cache_dir is not None else "; choose one with --cache-dir"
+        try:
+            check_output_dir(root, "cache folder (--cache-dir)")
+        except OutputError as err:
+            raise OutputError(f"{err}{hint}") from None
     models = model_specs(args.models)
 
     def progress(**kw):
@@ -147,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     with logging_redirect_tqdm():
         tasks = prepare_tasks(
             args.tasks,
-            builtin_dir=builtin_dir if any(t.startswith(BUILTIN) for t in args.tasks) else None,
+            builtin_dir=builtin_dir if builtin else None,
             builtin_scale=args.builtin_scale,
             on_builtin=lambda name: logger.info("generating built-in task %s", name),
         )
@@ -174,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
             charts=not args.no_charts,
             progress=progress,
             settings={"command": " ".join(sys.argv)},
+            resume=not args.restart,
         )
     failed = [(m, t) for m in report.models for t in report.tasks if not report.outcome(m, t).ok]
     print((args.out / "report.md").read_text(encoding="utf-8").split("\n*mean over tasks*")[0])

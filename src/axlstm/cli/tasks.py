@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from axlstm.cli.common import nonnegative_int, positive_int
+from axlstm.core.errors import UsageError
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -21,14 +24,22 @@ def add_parser(sub) -> None:
     what.add_argument("--out", type=Path, metavar="DIR", help="write the built-in tasks here")
     what.add_argument("--check", nargs="+", type=Path, metavar="TASK_DIR", help="check tasks")
     what.add_argument("--list", action="store_true", help="list the built-in tasks")
-    p.add_argument("--scale", type=int, default=1, help="clip count multiplier (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    p.add_argument(
+        "--scale", type=positive_int, default=1, help="clip count multiplier (default 1)"
+    )
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="dataset seed (default 0)")
     p.add_argument("--names", nargs="+", metavar="TASK", help="only these built-in tasks")
     p.add_argument(
-        "--sample-rate", type=int, default=16000, help="rate of the written audio (default 16000)"
+        "--sample-rate",
+        type=positive_int,
+        default=16000,
+        help="rate of the written audio, 16000 to 384000 (default 16000)",
     )
     p.add_argument(
-        "--folds", type=int, default=0, help="write k-fold tasks with this many folds (>= 3)"
+        "--folds",
+        type=nonnegative_int,
+        default=0,
+        help="write k-fold tasks with this many folds (>= 3)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace folders written with other settings"
@@ -37,8 +48,14 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from axlstm.core.fileio import check_output_dir
     from axlstm.evaluation import BUILTIN_TASKS, find_tasks, load_task, write_builtin_tasks
 
+    if args.folds in (1, 2):
+        raise UsageError(
+            f"--folds must be 0 (train/valid/test) or at least 3 (test, validation and "
+            f"training folds), got {args.folds}"
+        )
     if args.list:
         for task in BUILTIN_TASKS.values():
             sizes = task.split_sizes(args.scale, args.folds)
@@ -53,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         for arg in args.check:
             try:
                 folders = find_tasks(arg)
-            except ValueError as err:
+            except (ValueError, OSError) as err:
                 print(f"error: {err}", file=sys.stderr)
                 bad += 1
                 continue
@@ -63,10 +80,13 @@ def run(args: argparse.Namespace) -> int:
                     task.check_audio()
                     note = "" if task.embedding_type == "scene" else " (event task: not scored)"
                     print(f"ok {task.describe()}{note}")
-                except ValueError as err:
+                except (ValueError, OSError) as err:
                     print(f"error: {err}", file=sys.stderr)
                     bad += 1
         return 1 if bad else 0
+    if not 16000 <= args.sample_rate <= 384000:
+        raise UsageError(f"--sample-rate must be 16000 to 384000 Hz, got {args.sample_rate}")
+    check_output_dir(args.out, "task folder (--out)")
     folders = write_builtin_tasks(
         args.out,
         scale=args.scale,

@@ -26,6 +26,7 @@ from axlstm.evaluation.probe import (
     train_probe,
 )
 from axlstm.evaluation.report import Outcome, Report, write_report
+from axlstm.evaluation.resultlog import RESULTS_LOG, ResultLog, outcome_fingerprint
 from axlstm.evaluation.runner import (
     BUILTIN,
     ModelSpec,
@@ -55,6 +56,7 @@ __all__ = [
     "BUILTIN",
     "BUILTIN_TASKS",
     "LOGMEL_NAME",
+    "RESULTS_LOG",
     "SCORES",
     "DataSplit",
     "EmbeddingError",
@@ -67,6 +69,7 @@ __all__ = [
     "ProbeNet",
     "ProbeResult",
     "Report",
+    "ResultLog",
     "Summary",
     "Task",
     "TaskFormatError",
@@ -86,6 +89,7 @@ __all__ = [
     "mean_ci",
     "model_specs",
     "normalized_scores",
+    "outcome_fingerprint",
     "prepare_tasks",
     "run_evaluation",
     "state_dict_sha256",

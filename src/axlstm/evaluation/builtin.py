@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from axlstm.core.errors import UsageError
 from axlstm.data import procedural as proc
 
 __all__ = ["BUILTIN_TASKS", "BuiltinTask", "builtin_task_names", "write_builtin_tasks"]
@@ -335,21 +336,26 @@ def write_builtin_tasks(
         progress: called with each task name before it is generated.
 
     Raises:
-        ValueError: an unknown task name, a bad scale, or a folder with other settings (and
-            ``overwrite`` is False).
+        UsageError: (a ``ValueError``) an unknown task name, a bad scale, rate or fold count,
+            or a folder with other settings (and ``overwrite`` is False).
     """
-    if isinstance(scale, bool) or int(scale) != scale or scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    if sample_rate < 16000:
-        raise ValueError(
-            f"sample_rate must be at least 16000 (the audio is 16 kHz), got {sample_rate}"
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise UsageError(f"scale must be a positive integer, got {scale!r}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        raise UsageError(f"sample_rate must be an integer, got {sample_rate!r}")
+    if sample_rate < 16000 or sample_rate > 384000:
+        raise UsageError(
+            f"sample_rate must be 16000 to 384000 Hz (the audio is made at 16 kHz), got "
+            f"{sample_rate}"
         )
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 0:
+        raise UsageError(f"folds must be 0 or an integer of at least 3, got {folds!r}")
     if folds and folds < 3:
-        raise ValueError(f"folds must be 0 or at least 3 (test, validation, training), got {folds}")
+        raise UsageError(f"folds must be 0 or at least 3 (test, validation, training), got {folds}")
     names = list(names) if names else builtin_task_names()
     unknown = [n for n in names if n not in BUILTIN_TASKS]
     if unknown:
-        raise ValueError(f"unknown built-in tasks {unknown}; choose from {builtin_task_names()}")
+        raise UsageError(f"unknown built-in tasks {unknown}; choose from {builtin_task_names()}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     folders = []
@@ -363,7 +369,7 @@ def write_builtin_tasks(
                 folders.append(folder)
                 continue
             if not overwrite:
-                raise ValueError(
+                raise UsageError(
                     f"{folder} exists but was not written with these settings (scale {scale}, "
                     f"seed {seed}, {sample_rate} Hz, folds {folds}); remove it or pass overwrite"
                 )

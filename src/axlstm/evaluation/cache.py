@@ -12,6 +12,11 @@ So retrained or re-exported weights, another front end, other options or changed
 all give a new key; a key hit means the same numbers would be computed again. Entries are
 ``CACHE/<task>/<key[:32]>.npz`` (one ``X_<split>`` (N, D) float32 and ``files_<split>`` per
 split) with a readable ``.json`` beside each, written atomically.
+
+Every embedding must be finite: a file whose embedding holds NaN or inf (weights that hold
+NaN, an overflow) counts as failed, so a wrong number never reaches a probe; a cache entry
+holding one is recomputed. A cache that cannot be written costs only the reuse: the
+embeddings are still returned, with a warning.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from axlstm.core.fileio import atomic_write
+from axlstm.core.errors import AxlstmError
+from axlstm.core.fileio import atomic_write, atomic_write_text
 from axlstm.evaluation.embedders import Embedder
 from axlstm.evaluation.tasks import METADATA_NAME, VOCAB_NAME, Task
 
@@ -43,8 +50,9 @@ logger = logging.getLogger(__name__)
 _FORMAT = 1
 
 
-class EmbeddingError(RuntimeError):
-    """Some files of a task could not be embedded; the message lists them with reasons."""
+class EmbeddingError(AxlstmError, RuntimeError):
+    """Some files of a task could not be embedded (unreadable audio, non-finite embeddings);
+    the message lists them with reasons."""
 
 
 def default_cache_dir() -> Path:
@@ -94,9 +102,13 @@ def _load(path: Path, task: Task) -> dict[str, np.ndarray] | None:
                 if files != task.files(split):
                     logger.warning("%s: file list differs from %s; recomputing", path, task.name)
                     return None
-                out[split] = data[f"X_{split}"].astype(np.float32)
+                x = data[f"X_{split}"].astype(np.float32)
+                if x.ndim != 2 or x.shape[0] != len(files) or not np.isfinite(x).all():
+                    logger.warning("%s: malformed or non-finite embeddings; recomputing", path)
+                    return None
+                out[split] = x
             return out
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         logger.warning("unreadable cache entry %s (%s); recomputing", path, err)
         return None
 
@@ -141,10 +153,18 @@ def task_embeddings(
         for result in embedder.embed_files(paths):
             if on_file is not None:
                 on_file(1)
-            if result.ok:
-                rows.append(np.asarray(result.scene, dtype=np.float32).reshape(-1))
-            else:
+            if not result.ok:
                 failures.append(f"{result.path}: {result.error}")
+                continue
+            row = np.asarray(result.scene, dtype=np.float32).reshape(-1)
+            if not np.isfinite(row).all():
+                bad = int(row.size - np.count_nonzero(np.isfinite(row)))
+                failures.append(
+                    f"{result.path}: the embedding holds {bad} non-finite values (NaN or inf; "
+                    "do the model's weights hold NaN?)"
+                )
+                continue
+            rows.append(row)
         if not failures:
             out[split] = np.stack(rows) if rows else np.zeros((0, embedder.dim), np.float32)
     if failures:
@@ -155,16 +175,32 @@ def task_embeddings(
             f"{shown}{more}"
         )
     if path is not None:
-        arrays = {f"X_{s}": x for s, x in out.items()}
-        arrays.update({f"files_{s}": np.array(task.files(s), dtype=str) for s in task.splits})
-        _atomic_savez(path, arrays)
-        info = {
-            "key": key,
-            "label": embedder.label,
-            "task": str(task.path),
-            "embedder": embedder.fingerprint(),
-            "dim": int(next(iter(out.values())).shape[1]),
-        }
-        path.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-        logger.info("%s / %s: cached embeddings in %s", embedder.label, task.name, path)
+        _store(path, out, task, key, embedder)
     return out, False
+
+
+def _store(
+    path: Path, out: dict[str, np.ndarray], task: Task, key: str | None, embedder: Embedder
+) -> None:
+    """Write a cache entry; a failure (read-only cache, full disk) is a warning only."""
+    arrays = {f"X_{s}": x for s, x in out.items()}
+    arrays.update({f"files_{s}": np.array(task.files(s), dtype=str) for s in task.splits})
+    info = {
+        "key": key,
+        "label": embedder.label,
+        "task": str(task.path),
+        "embedder": embedder.fingerprint(),
+        "dim": int(next(iter(out.values())).shape[1]),
+    }
+    try:
+        _atomic_savez(path, arrays)
+        atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2, default=str) + "\n")
+    except OSError as err:
+        logger.warning(
+            "%s / %s: embeddings not cached (%s); they will be computed again next time",
+            embedder.label,
+            task.name,
+            err,
+        )
+        return
+    logger.info("%s / %s: cached embeddings in %s", embedder.label, task.name, path)

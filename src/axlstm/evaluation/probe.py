@@ -30,6 +30,10 @@ Where this differs from hear-eval-kit, on purpose:
   global RNG once per run, so its k-th training depends on the ones before it.
 * A final training batch of a single example is skipped (BatchNorm cannot train on one
   example; HEAR's Lightning loop would fail on it).
+
+Never a silent wrong score: non-finite embeddings, a training set of one class and a training
+whose loss turns non-finite are errors. Parallel trainings stop within one epoch when one of
+them fails or the run is interrupted (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -50,6 +55,7 @@ from axlstm.evaluation.metrics import SCORES
 from axlstm.evaluation.tasks import DataSplit
 
 __all__ = [
+    "ProbeCancelled",
     "ProbeConfig",
     "ProbeData",
     "ProbeNet",
@@ -63,6 +69,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROBE_KINDS = ("mlp", "linear")
+
+
+class ProbeCancelled(Exception):  # noqa: N818 (a signal, not an error)
+    """A training stopped because another one failed or the run was interrupted."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +268,7 @@ def train_probe(
     monitor_score: bool = True,
     x_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[ProbeNet, ProbeRun]:
     """Train one probe with early stopping; return the best validated network and its record.
 
@@ -271,9 +282,16 @@ def train_probe(
         seed: seeds the training's own generator.
         monitor_score: monitor the primary score (else the validation loss).
         x_test, y_test: when given, every score of the best network on them is recorded.
+        stop: when set (checked every epoch), :class:`ProbeCancelled` is raised.
+
+    Raises:
+        ValueError: empty sets, non-finite embeddings, or a loss that turns non-finite.
     """
     if x_train.shape[0] == 0 or x_valid.shape[0] == 0:
         raise ValueError("the training and validation sets must not be empty")
+    for what, x in (("training", x_train), ("validation", x_valid), ("test", x_test)):
+        if x is not None and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"the {what} embeddings hold non-finite values (NaN or inf)")
     g = torch.Generator().manual_seed(int(seed))
     hidden = config.hidden_dim if config.kind == "mlp" else None
     net = ProbeNet(
@@ -286,6 +304,8 @@ def train_probe(
     best_value, best_state, best_scores, best_epoch = -math.inf, None, {}, 0
     wait, epoch = 0, 0
     for epoch in range(1, config.max_epochs + 1):
+        if stop is not None and stop.is_set():
+            raise ProbeCancelled("stopped")
         net.train()
         order = torch.randperm(n, generator=g) if config.shuffle else torch.arange(n)
         for start in range(0, n, config.batch_size):
@@ -293,6 +313,12 @@ def train_probe(
             if idx.numel() < 2 and hidden:
                 continue  # BatchNorm cannot train on a single example
             loss = _loss(net(x_train[idx]), target[idx], prediction_type)
+            if not bool(torch.isfinite(loss)):
+                raise ValueError(
+                    f"the probe's training loss became non-finite at epoch {epoch} (embeddings "
+                    "too large? their largest magnitude is "
+                    f"{float(x_train.abs().max()):.3g})"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -351,11 +377,28 @@ class ProbeResult:
     epochs: list[list[int]] = field(default_factory=list)
 
 
-def _map(jobs: int, fn, items):
+def _map(jobs: int, fn, items, stop: threading.Event):
+    """``[fn(item) for item in items]`` in ``jobs`` threads. When one fails or the main thread
+    is interrupted, ``stop`` is set, queued items are dropped and running ones end within an
+    epoch, so Ctrl-C never waits for the rest of the trainings."""
     if jobs <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(fn, items))
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = []
+    try:
+        futures = [pool.submit(fn, item) for item in items]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for f in futures:
+            if f.done() and not f.cancelled() and f.exception() is not None:
+                raise f.exception()  # the first failure, not a later cancellation
+        return [f.result() for f in futures]
+    except BaseException:
+        stop.set()
+        for f in futures:
+            f.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def evaluate_probe(
@@ -387,9 +430,23 @@ def evaluate_probe(
     unknown = [s for s in data.scores if s not in SCORES]
     if unknown:
         raise ValueError(f"unsupported scores {unknown}")
+    for name, x in data.x.items():
+        finite = np.isfinite(x)
+        if not finite.all():
+            raise ValueError(
+                f"the embeddings of split {name} hold {int(finite.size - finite.sum())} "
+                "non-finite values (NaN or inf)"
+            )
     grid = config.grid()
     splits = list(data.splits)
     stacked = [(data.stack(s.train), data.stack(s.valid), data.stack(s.test)) for s in splits]
+    for s, ((_, yt), _, _) in zip(splits, stacked, strict=True):
+        if torch.unique(yt, dim=0).shape[0] < 2:
+            raise ValueError(
+                f"the training data ({', '.join(s.train)}) hold a single class; a probe needs "
+                "at least two (a one-class task scores 100 % whatever the embedding)"
+            )
+    stop = threading.Event()
 
     def run(job: tuple[int, int, int]) -> ProbeRun:
         seed, split_index, grid_index = job
@@ -407,19 +464,20 @@ def evaluate_probe(
             monitor_score=data.monitor_score,
             x_test=xs,
             y_test=ys,
+            stop=stop,
         )
         if on_training is not None:
             on_training(1)
         return record
 
     first_jobs = [(seed, 0, gi) for seed in seeds for gi in range(len(grid))]
-    first = dict(zip(first_jobs, _map(jobs, run, first_jobs), strict=True))
+    first = dict(zip(first_jobs, _map(jobs, run, first_jobs, stop), strict=True))
     chosen = {}
     for seed in seeds:
         values = [first[(seed, 0, gi)].valid for gi in range(len(grid))]
         chosen[seed] = int(np.argmax(values))  # first best on ties
     rest_jobs = [(seed, si, chosen[seed]) for seed in seeds for si in range(1, len(splits))]
-    rest = dict(zip(rest_jobs, _map(jobs, run, rest_jobs), strict=True))
+    rest = dict(zip(rest_jobs, _map(jobs, run, rest_jobs, stop), strict=True))
 
     result = ProbeResult(
         seeds=seeds,

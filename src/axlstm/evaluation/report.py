@@ -53,7 +53,12 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and bool(self.scores)
+        """Succeeded with scores, every one finite (a NaN never enters a mean)."""
+        return (
+            self.error is None
+            and bool(self.scores)
+            and all(math.isfinite(float(s)) for s in self.scores)
+        )
 
 
 @dataclass
@@ -84,7 +89,7 @@ class Report:
                     entry["mean"] = s.mean
                     entry["ci95"] = None if math.isnan(s.ci95) else s.ci95
                 else:
-                    entry["error"] = o.error or "no scores"
+                    entry["error"] = o.error or ("non-finite scores" if o.scores else "no scores")
                 out[model][task] = entry
         return out
 

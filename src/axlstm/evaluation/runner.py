@@ -1,12 +1,17 @@
 """The evaluation as a whole: models × tasks → cached embeddings → probes over seeds → report.
 
-A model or task that fails is recorded with its reason and the others go on.
+A model or task that fails is recorded with its reason and the others go on. Each finished
+(model, task) result is appended to ``REPORT_DIR/results.jsonl`` at once (see
+:mod:`.resultlog`); running the same evaluation again reuses the finished results and computes
+the rest. On Ctrl-C or SIGTERM the report of what is finished is written before the
+interruption goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import time
@@ -17,12 +22,15 @@ from typing import Any
 
 import torch
 
+from axlstm.core.errors import AxlstmError, UsageError
+from axlstm.core.fileio import check_output_dir
 from axlstm.evaluation.builtin import write_builtin_tasks
 from axlstm.evaluation.cache import task_embeddings
 from axlstm.evaluation.embedders import Embedder, ModelEmbedder
 from axlstm.evaluation.logmel_baseline import LOGMEL_NAME, LogMelBaseline
 from axlstm.evaluation.probe import ProbeConfig, ProbeData, evaluate_probe
 from axlstm.evaluation.report import Outcome, Report, write_report
+from axlstm.evaluation.resultlog import ResultLog, outcome_fingerprint
 from axlstm.evaluation.tasks import Task, find_tasks, load_task
 
 __all__ = [
@@ -210,14 +218,14 @@ def prepare_tasks(
     Unreadable ones come back with their error.
 
     Raises:
-        ValueError: :data:`BUILTIN` without ``builtin_dir``.
+        UsageError: :data:`BUILTIN` without ``builtin_dir``, or unknown built-in task names.
     """
     folders: list[tuple[str, Path | None, str | None]] = []
     for arg in args:
         text = str(arg)
         if text == BUILTIN or text.startswith(f"{BUILTIN}:"):
             if builtin_dir is None:
-                raise ValueError("the built-in tasks need a folder to be written to")
+                raise UsageError("the built-in tasks need a folder to be written to")
             names = [n for n in text[len(BUILTIN) + 1 :].split(",") if n.strip()] or None
             for f in write_builtin_tasks(
                 builtin_dir, scale=builtin_scale, names=names, progress=on_builtin
@@ -227,7 +235,7 @@ def prepare_tasks(
         try:
             for f in find_tasks(arg):
                 folders.append((f.resolve().name, f, None))
-        except ValueError as err:
+        except (ValueError, OSError) as err:
             folders.append((Path(arg).name or str(arg), None, str(err)))
     names = [n for n, _, _ in folders]
     out: list[TaskSpec] = []
@@ -247,7 +255,7 @@ def prepare_tasks(
             task.check_audio()
             task.require_scene()
             out.append(TaskSpec(key, task=task))
-        except ValueError as err:
+        except (ValueError, OSError) as err:
             out.append(TaskSpec(key, error=str(err)))
     return out
 
@@ -277,9 +285,16 @@ def _probe_outcome(task: Task, x, seeds, probe: ProbeConfig, jobs: int, bar) -> 
     )
     result = evaluate_probe(data, seeds, probe, jobs=jobs, on_training=bar.update)
     primary = task.primary_score
+    scores = result.scores[primary]
+    bad = [seed for seed, s in zip(seeds, scores, strict=True) if not math.isfinite(s)]
+    if bad:
+        raise ValueError(
+            f"{primary} is undefined (NaN) on the test data for seeds {bad}; does every test "
+            "set hold the classes the score needs?"
+        )
     return Outcome(
         metric=primary,
-        scores=result.scores[primary],
+        scores=scores,
         extra={
             "secondary": {k: v for k, v in result.scores.items() if k != primary},
             "fold_scores": result.fold_scores,
@@ -289,6 +304,12 @@ def _probe_outcome(task: Task, x, seeds, probe: ProbeConfig, jobs: int, bar) -> 
             "epochs": result.epochs,
         },
     )
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, (AxlstmError, ValueError)):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
 
 
 def run_evaluation(
@@ -310,13 +331,16 @@ def run_evaluation(
     charts: bool = True,
     progress: ProgressFactory | None = None,
     settings: dict[str, Any] | None = None,
+    resume: bool = True,
 ) -> Report:
     """Evaluate every model on every task and write the report to ``out_dir``.
 
     Args:
         models: labelled model names (see :func:`model_specs`).
         tasks: prepared tasks (see :func:`prepare_tasks`).
-        out_dir: report folder (written after every model, so partial results survive).
+        out_dir: report folder, checked for writability before any work. Each finished
+            (model, task) result is appended to ``out_dir/results.jsonl`` at once, and the
+            report is rewritten after every model, so finished work survives an interruption.
         seeds: number of probe seeds (0..N-1) or the seeds themselves.
         probe: probe hyper-parameters.
         cache_dir: embedding cache (None: no cache).
@@ -332,9 +356,17 @@ def run_evaluation(
         progress: a tqdm-like factory ``progress(total=, desc=, unit=, leave=)`` returning an
             object with ``update(n)`` and ``close()``; None shows nothing.
         settings: extra settings to record in details.json.
+        resume: reuse the results in ``out_dir/results.jsonl`` whose fingerprint (embeddings,
+            probe settings, seeds) matches, instead of computing them again.
 
     Returns:
         The report (also written to ``out_dir``).
+
+    Raises:
+        OutputError: ``out_dir`` cannot be written (checked first), or a result cannot be
+            saved.
+        KeyboardInterrupt: on Ctrl-C (or SIGTERM under the CLI), after writing the report of
+            the finished results.
     """
     progress = progress or _no_progress
     probe = probe or ProbeConfig()
@@ -347,6 +379,14 @@ def run_evaluation(
         raise ValueError("no models to evaluate")
     if not tasks:
         raise ValueError("no tasks to evaluate on")
+    check_output_dir(out_dir, "report folder")
+    log = ResultLog(out_dir, resume=resume)
+    if len(log):
+        logger.info(
+            "%s holds %d finished results; those with the same settings are reused",
+            log.path,
+            len(log),
+        )
     report = Report(
         models=[m.label for m in models],
         tasks=[t.key for t in tasks],
@@ -370,82 +410,158 @@ def run_evaluation(
             **(settings or {}),
         },
     )
-    grid = len(probe.grid())
-    for spec in models:
-        outcomes: dict[str, Outcome] = {}
-        report.outcomes[spec.label] = outcomes
-        try:
-            embedder, info = load_embedder(
+    state = {"finished": 0, "reused": 0}
+    try:
+        for spec in models:
+            _run_model(
                 spec,
-                arch=arch,
-                device=device,
-                window=window,
-                layer=layer,
-                frame_layout=frame_layout,
-                batch_size=batch_size,
+                tasks,
+                report,
+                log,
+                state,
+                out_dir,
+                seed_list=seed_list,
+                probe=probe,
+                cache_dir=cache_dir,
+                embed_options={
+                    "arch": arch,
+                    "device": device,
+                    "window": window,
+                    "layer": layer,
+                    "frame_layout": frame_layout,
+                    "batch_size": batch_size,
+                },
+                jobs=jobs,
+                threads=threads,
+                progress=progress,
             )
-            report.model_info[spec.label] = info
-        except Exception as err:
-            reason = f"model could not be loaded: {err}"
-            logger.error("%s: %s", spec.label, reason)
-            report.model_info[spec.label] = {"source": spec.spec, "error": reason}
+    except KeyboardInterrupt:
+        for spec in models:
+            outcomes = report.outcomes.setdefault(spec.label, {})
             for t in tasks:
-                outcomes[t.key] = Outcome(error=reason)
+                outcomes.setdefault(t.key, Outcome(error="not run: the evaluation was interrupted"))
+        report.settings["interrupted"] = True
+        try:
             write_report(report, out_dir, charts=False)
-            continue
-        for t in tasks:
-            if t.task is None:
-                outcomes[t.key] = Outcome(error=t.error)
-                continue
-            task = t.task
-            try:
-                start = time.perf_counter()
-                bar = progress(
-                    total=task.num_files(),
-                    desc=f"{spec.label} embed {t.key}",
-                    unit="file",
-                    leave=False,
-                )
-                try:
-                    with _torch_threads(threads):
-                        x, cached = task_embeddings(embedder, task, cache_dir, on_file=bar.update)
-                finally:
-                    bar.close()
-                embed_s = time.perf_counter() - start
-                runs = len(seed_list) * (grid + len(task.data_splits()) - 1)
-                bar = progress(
-                    total=runs, desc=f"{spec.label} probe {t.key}", unit="probe", leave=False
-                )
-                start = time.perf_counter()
-                try:
-                    with _torch_threads(1 if jobs > 1 else None):
-                        outcome = _probe_outcome(task, x, seed_list, probe, jobs, bar)
-                finally:
-                    bar.close()
-                outcome.extra.update(
-                    {
-                        "embed_seconds": round(embed_s, 2),
-                        "embeddings_cached": cached,
-                        "probe_seconds": round(time.perf_counter() - start, 2),
-                    }
-                )
-                outcomes[t.key] = outcome
-                logger.info(
-                    "%s / %s: %s %.4f (%d seeds, embed %.1f s%s, probe %.1f s)",
-                    spec.label,
-                    t.key,
-                    outcome.metric,
-                    sum(outcome.scores) / len(outcome.scores),
-                    len(seed_list),
-                    embed_s,
-                    " cached" if cached else "",
-                    outcome.extra["probe_seconds"],
-                )
-            except Exception as err:
-                reason = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
-                logger.error("%s / %s failed: %s", spec.label, t.key, reason)
-                outcomes[t.key] = Outcome(metric=task.primary_score, error=reason)
-        del embedder
-        write_report(report, out_dir, charts=False)
+        finally:
+            logger.warning(
+                "interrupted: %d finished results are kept in %s (partial report in %s); run "
+                "the same evaluation again to continue where it stopped",
+                state["finished"] + state["reused"],
+                log.path,
+                Path(out_dir) / "report.md",
+            )
+        raise
+    if state["reused"]:
+        logger.info("%d results reused from %s", state["reused"], log.path)
     write_report(report, out_dir, charts=charts)
     return report
+
+
+def _run_model(
+    spec: ModelSpec,
+    tasks: Sequence[TaskSpec],
+    report: Report,
+    log: ResultLog,
+    state: dict[str, int],
+    out_dir: str | Path,
+    *,
+    seed_list: list[int],
+    probe: ProbeConfig,
+    cache_dir: str | Path | None,
+    embed_options: dict[str, Any],
+    jobs: int,
+    threads: int | None,
+    progress: ProgressFactory,
+) -> None:
+    """One model on every task; each finished result goes to ``log`` at once."""
+    outcomes: dict[str, Outcome] = {}
+    report.outcomes[spec.label] = outcomes
+    try:
+        embedder, info = load_embedder(spec, **embed_options)
+        report.model_info[spec.label] = info
+    except Exception as err:
+        reason = f"model could not be loaded: {err}"
+        logger.error("%s: %s", spec.label, reason)
+        report.model_info[spec.label] = {"source": spec.spec, "error": reason}
+        for t in tasks:
+            outcomes[t.key] = Outcome(error=reason)
+        write_report(report, out_dir, charts=False)
+        return
+    grid = len(probe.grid())
+    for t in tasks:
+        if t.task is None:
+            outcomes[t.key] = Outcome(error=t.error)
+            continue
+        task = t.task
+        try:
+            fingerprint = outcome_fingerprint(embedder, task, seed_list, probe)
+        except Exception as err:  # the task's files changed since they were read
+            reason = _reason(err)
+            logger.error("%s / %s failed: %s", spec.label, t.key, reason)
+            outcomes[t.key] = Outcome(metric=task.primary_score, error=reason)
+            continue
+        reused = log.lookup(fingerprint)
+        if reused is not None:
+            outcomes[t.key] = reused
+            state["reused"] += 1
+            logger.info(
+                "%s / %s: %s %.4f (finished before, reused from %s)",
+                spec.label,
+                t.key,
+                reused.metric,
+                sum(reused.scores) / len(reused.scores),
+                log.path,
+            )
+            continue
+        try:
+            start = time.perf_counter()
+            bar = progress(
+                total=task.num_files(),
+                desc=f"{spec.label} embed {t.key}",
+                unit="file",
+                leave=False,
+            )
+            try:
+                with _torch_threads(threads):
+                    x, cached = task_embeddings(embedder, task, cache_dir, on_file=bar.update)
+            finally:
+                bar.close()
+            embed_s = time.perf_counter() - start
+            runs = len(seed_list) * (grid + len(task.data_splits()) - 1)
+            bar = progress(
+                total=runs, desc=f"{spec.label} probe {t.key}", unit="probe", leave=False
+            )
+            start = time.perf_counter()
+            try:
+                with _torch_threads(1 if jobs > 1 else None):
+                    outcome = _probe_outcome(task, x, seed_list, probe, jobs, bar)
+            finally:
+                bar.close()
+            outcome.extra.update(
+                {
+                    "embed_seconds": round(embed_s, 2),
+                    "embeddings_cached": cached,
+                    "probe_seconds": round(time.perf_counter() - start, 2),
+                }
+            )
+            logger.info(
+                "%s / %s: %s %.4f (%d seeds, embed %.1f s%s, probe %.1f s)",
+                spec.label,
+                t.key,
+                outcome.metric,
+                sum(outcome.scores) / len(outcome.scores),
+                len(seed_list),
+                embed_s,
+                " cached" if cached else "",
+                outcome.extra["probe_seconds"],
+            )
+        except Exception as err:
+            reason = _reason(err)
+            logger.error("%s / %s failed: %s", spec.label, t.key, reason)
+            outcome = Outcome(metric=task.primary_score, error=reason)
+        outcomes[t.key] = outcome
+        log.append(spec.label, t.key, fingerprint, outcome)
+        state["finished"] += outcome.ok
+    del embedder
+    write_report(report, out_dir, charts=False)

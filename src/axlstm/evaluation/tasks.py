@@ -16,15 +16,24 @@ Splits follow hear-eval-kit (``get_splits_from_metadata``): one train/valid/test
 k-fold tasks k splits where (folds sorted) fold i is test, fold i+1 (mod k) validation and the
 rest training.
 
-Everything malformed raises :class:`TaskFormatError` naming the file and what is wrong.
+Everything malformed raises :class:`TaskFormatError` (an :class:`~axlstm.core.InputError`)
+naming the file and what is wrong: every file is checked before it is read (a named pipe or a
+folder in its place is refused by name), text files must be UTF-8 (a byte-order mark is
+accepted), split entries must name files inside the task's audio folder ``<rate>/`` (no
+absolute path, no ``..``, no symbolic link leading out), and a scene task needs at least two
+classes in its vocabulary and in every training set.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
+import os
+import stat
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from axlstm.core.errors import InputError
+from axlstm.core.fileio import check_input_file, file_kind
 from axlstm.evaluation.metrics import EVENT_SCORES, SCORES
 
 __all__ = [
@@ -58,11 +69,12 @@ PREFERRED_RATE = 16000
 _DEFAULT_SCORES = {"multiclass": "top1_acc", "multilabel": "mAP"}
 
 
-class TaskFormatError(ValueError):
-    """A task folder that does not follow the HEAR layout; the message names the file."""
+class TaskFormatError(InputError):
+    """A task folder that does not follow the HEAR layout, or that cannot be scored (one
+    class, files outside the folder); the message names the file."""
 
 
-class UnsupportedTaskError(ValueError):
+class UnsupportedTaskError(InputError):
     """A well-formed task this package cannot score (event tasks)."""
 
 
@@ -189,49 +201,126 @@ class Task:
             )
 
     def check_audio(self) -> None:
-        """Raise :class:`TaskFormatError` listing audio files that are missing."""
-        missing = [p for s in self.splits for p in self.audio_paths(s) if not p.is_file()]
-        if missing:
-            shown = ", ".join(str(p) for p in missing[:5])
-            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-            raise TaskFormatError(f"{self.name}: {len(missing)} audio files missing: {shown}{more}")
+        """Raise :class:`TaskFormatError` listing audio files that are missing or are not
+        regular files (a named pipe, a folder, a broken or looping link), before any is read."""
+        missing: list[str] = []
+        unusable: list[str] = []
+        for split in self.splits:
+            for path in self.audio_paths(split):
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
+                    missing.append(str(path))
+                    continue
+                except OSError as err:
+                    unusable.append(f"{path} ({err.strerror or err})")
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    unusable.append(f"{path} ({file_kind(st.st_mode)})")
+        problems = []
+        for what, items in (("missing", missing), ("not regular files", unusable)):
+            if items:
+                shown = ", ".join(items[:5])
+                more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+                problems.append(f"{len(items)} audio files {what}: {shown}{more}")
+        if problems:
+            raise TaskFormatError(f"{self.name} ({self.path}): {'; '.join(problems)}")
 
 
 # ------------------------------------------------------------------------------------ reading
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise TaskFormatError(f"{path}: file not found")
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: an object naming a key twice is an error (JSON keeps the last)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The text of a task file, which must be a regular file holding UTF-8 (a byte-order mark
+    is accepted and dropped). Checked before any read, so a named pipe cannot block."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise TaskFormatError(f"{path}: invalid JSON ({err})") from err
+        check_input_file(path, what, error=TaskFormatError)
+    except FileNotFoundError:
+        raise TaskFormatError(f"{path}: file not found") from None
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise TaskFormatError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise TaskFormatError(f"{path}: not UTF-8 text ({err})") from err
+        raise TaskFormatError(
+            f"{path}: the {what} is not UTF-8 text (byte 0x{data[err.start]:02x} at offset "
+            f"{err.start}; Latin-1 or another legacy encoding?); save it as UTF-8"
+        ) from None
+    if not text.strip():
+        raise TaskFormatError(f"{path}: the {what} is empty")
+    return text
+
+
+def _read_json(path: Path, what: str) -> Any:
+    text = _read_text(path, what)
+    try:
+        return json.loads(text, object_pairs_hook=_unique_object)
+    except json.JSONDecodeError as err:
+        raise TaskFormatError(f"{path}: invalid JSON ({err})") from None
+    except _DuplicateKeyError as err:
+        raise TaskFormatError(
+            f"{path}: invalid {what}: the key {err.key!r} appears twice"
+        ) from None
+    except RecursionError:
+        raise TaskFormatError(f"{path}: invalid JSON (nested too deeply)") from None
 
 
 def _check_choice(meta: dict[str, Any], key: str, choices: Sequence[str], path: Path) -> str:
     if key not in meta:
         raise TaskFormatError(f"{path}: missing key {key!r} (one of {', '.join(choices)})")
     value = meta[key]
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise TaskFormatError(f"{path}: {key} is {value!r}; expected one of {', '.join(choices)}")
     return value
 
 
+def _check_split_name(name: Any, path: Path) -> str:
+    """A split name must be a plain name: ``<name>.json`` and ``<rate>/<name>/`` lie in the
+    task folder."""
+    if not isinstance(name, str) or not name.strip():
+        raise TaskFormatError(f"{path}: 'splits' must list split names (strings), got {name!r}")
+    if name in (".", "..") or any(c in name for c in ("/", "\\", "\0")):
+        raise TaskFormatError(
+            f"{path}: split name {name!r} is not a plain name (a split's files must lie in the "
+            "task folder)"
+        )
+    return name
+
+
 def _read_metadata(path: Path) -> dict[str, Any]:
-    meta = _read_json(path)
+    meta = _read_json(path, "task metadata")
     if not isinstance(meta, dict):
-        raise TaskFormatError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+        raise TaskFormatError(f"{path}: expected a JSON object, got a JSON {_json_kind(meta)}")
     _check_choice(meta, "embedding_type", EMBEDDING_TYPES, path)
     _check_choice(meta, "prediction_type", PREDICTION_TYPES, path)
     mode = _check_choice(meta, "split_mode", SPLIT_MODES, path)
     splits = meta.get("splits")
     if splits is None and mode == "trainvaltest":
         splits = list(TRAINVALTEST)
-    if not isinstance(splits, list) or not all(isinstance(s, str) and s for s in splits):
+    if not isinstance(splits, list):
         raise TaskFormatError(f"{path}: 'splits' must be a list of split names, got {splits!r}")
+    splits = [_check_split_name(s, path) for s in splits]
     if len(set(splits)) != len(splits):
         raise TaskFormatError(f"{path}: 'splits' lists a split twice: {splits}")
+    nfolds = meta.get("nfolds")
+    if nfolds is not None and (isinstance(nfolds, bool) or not isinstance(nfolds, int)):
+        raise TaskFormatError(f"{path}: nfolds must be an integer, got {nfolds!r}")
     if mode == "trainvaltest":
         if sorted(splits) != sorted(TRAINVALTEST):
             raise TaskFormatError(
@@ -244,23 +333,37 @@ def _read_metadata(path: Path) -> dict[str, Any]:
                 f"{path}: a k-fold task needs at least 3 folds (test, validation, training), "
                 f"got {splits}"
             )
-        nfolds = meta.get("nfolds")
         if nfolds is not None and nfolds != len(splits):
-            raise TaskFormatError(f"{path}: nfolds is {nfolds} but 'splits' lists {len(splits)}")
+            raise TaskFormatError(
+                f"{path}: nfolds is {nfolds} but 'splits' lists {len(splits)}: {splits}"
+            )
         splits = sorted(splits)
+    scores = meta.get("evaluation")
+    if scores is not None and (
+        not isinstance(scores, list) or not all(isinstance(s, str) and s for s in scores)
+    ):
+        raise TaskFormatError(f"{path}: 'evaluation' must be a list of score names, got {scores!r}")
+    monitor = meta.get("use_scoring_for_early_stopping", True)
+    if not isinstance(monitor, bool):
+        raise TaskFormatError(
+            f"{path}: use_scoring_for_early_stopping must be true or false, got {monitor!r}"
+        )
     meta = dict(meta)
     meta["splits"] = splits
     return meta
 
 
+def _json_kind(value: Any) -> str:
+    kinds = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
 def _read_vocabulary(path: Path) -> list[str]:
-    if not path.is_file():
-        raise TaskFormatError(f"{path}: file not found")
+    text = _read_text(path, "label vocabulary")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise TaskFormatError(f"{path}: unreadable CSV ({err})") from err
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise TaskFormatError(f"{path}: unreadable CSV ({err})") from None
     if not rows:
         raise TaskFormatError(f"{path}: empty file; expected a header 'idx,label'")
     header = [h.strip() for h in rows[0]]
@@ -279,14 +382,16 @@ def _read_vocabulary(path: Path) -> list[str]:
             raise TaskFormatError(f"{path}:{line}: idx {row[i_idx]!r} is not an integer") from None
         if idx in by_index:
             raise TaskFormatError(f"{path}:{line}: idx {idx} appears twice")
+        if not row[i_label].strip():
+            raise TaskFormatError(f"{path}:{line}: empty label")
         by_index[idx] = row[i_label]
     if not by_index:
-        raise TaskFormatError(f"{path}: no labels")
+        raise TaskFormatError(f"{path}: no labels (only the header)")
     if sorted(by_index) != list(range(len(by_index))):
         raise TaskFormatError(f"{path}: idx must run 0..{len(by_index) - 1} without gaps")
     labels = [by_index[i] for i in range(len(by_index))]
-    if len(set(labels)) != len(labels):
-        dup = sorted({x for x in labels if labels.count(x) > 1})
+    dup = sorted(label for label, n in Counter(labels).items() if n > 1)
+    if dup:
         raise TaskFormatError(f"{path}: labels listed twice: {dup}")
     return labels
 
@@ -298,14 +403,34 @@ def _check_event(event: Any, where: str) -> None:
         start, end = float(event["start"]), float(event["end"])
     except (TypeError, ValueError):
         raise TaskFormatError(f"{where}: event times must be numbers (ms), got {event!r}") from None
-    if not (math.isfinite(start) and math.isfinite(end)) or end < start:
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise TaskFormatError(f"{where}: event times must be finite, got {event!r}")
+    if end < start:
         raise TaskFormatError(f"{where}: event ends before it starts: {event!r}")
 
 
+def _entry_problem(name: str) -> str | None:
+    """Why a split entry cannot name a file under ``<rate>/<split>/``, or None."""
+    if not name.strip():
+        return "an empty file name"
+    if "\0" in name:
+        return "a file name holding a NUL character"
+    if name.startswith(("/", "\\")) or Path(name).is_absolute():
+        return "an absolute path; entries name files under <rate>/<split>/ of the task folder"
+    parts = name.replace("\\", "/").split("/")
+    if ".." in parts:
+        return "a path with '..'; entries name files under <rate>/<split>/ of the task folder"
+    if parts[-1] in ("", "."):
+        return "a folder, not a file name"
+    return None
+
+
 def _read_split(path: Path, meta: dict[str, Any], vocab: set[str]) -> dict[str, Any]:
-    data = _read_json(path)
+    data = _read_json(path, "split file")
     if not isinstance(data, dict):
-        raise TaskFormatError(f"{path}: expected a JSON object {{file name: labels}}")
+        raise TaskFormatError(
+            f"{path}: expected a JSON object {{file name: labels}}, got a JSON {_json_kind(data)}"
+        )
     if not data:
         raise TaskFormatError(f"{path}: the split is empty")
     event = meta["embedding_type"] == "event"
@@ -313,6 +438,9 @@ def _read_split(path: Path, meta: dict[str, Any], vocab: set[str]) -> dict[str, 
     out: dict[str, Any] = {}
     for name, labels in data.items():
         where = f"{path}: {name}"
+        problem = _entry_problem(name)
+        if problem:
+            raise TaskFormatError(f"{path}: entry {name!r} is {problem}")
         if not isinstance(labels, list):
             raise TaskFormatError(f"{where}: labels must be a list, got {labels!r}")
         if event:
@@ -320,6 +448,10 @@ def _read_split(path: Path, meta: dict[str, Any], vocab: set[str]) -> dict[str, 
                 _check_event(ev, where)
             names = [str(ev["label"]) for ev in labels]
         else:
+            if not all(
+                isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in labels
+            ):
+                raise TaskFormatError(f"{where}: labels must be label names, got {labels!r}")
             names = [str(x) for x in labels]
             if multiclass and len(names) != 1:
                 raise TaskFormatError(
@@ -333,9 +465,16 @@ def _read_split(path: Path, meta: dict[str, Any], vocab: set[str]) -> dict[str, 
 
 
 def _audio_rate(task_dir: Path, splits: Sequence[str], preferred: int) -> int:
-    rates = sorted(
-        int(p.name) for p in task_dir.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name)
-    )
+    try:
+        rates = sorted(
+            int(p.name)
+            for p in task_dir.iterdir()
+            if p.name.isdigit() and int(p.name) and p.is_dir()
+        )
+    except OSError as err:
+        raise TaskFormatError(
+            f"{task_dir}: cannot list the folder ({err.strerror or err})"
+        ) from None
     usable = [r for r in rates if all((task_dir / str(r) / s).is_dir() for s in splits)]
     if not usable:
         found = ", ".join(str(r) for r in rates) or "none"
@@ -350,17 +489,74 @@ def _audio_rate(task_dir: Path, splits: Sequence[str], preferred: int) -> int:
     return chosen
 
 
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _check_inside(task_dir: Path, rate: int, entries: dict[str, dict[str, Any]]) -> None:
+    """Refuse split entries whose real path (symbolic links resolved) leaves the task's audio
+    folder ``<rate>/``: a link to a file elsewhere, or a split folder that is such a link."""
+    root = os.path.realpath(task_dir / str(rate))
+    for split, files in entries.items():
+        folder = task_dir / str(rate) / split
+        real_folder = os.path.realpath(folder)
+        for name in files:
+            path = folder / name
+            if "/" in name or "\\" in name or os.path.islink(path):
+                real = os.path.realpath(path)
+            else:
+                real = os.path.join(real_folder, name)  # a plain entry in the split folder
+            if not _inside(real, root):
+                raise TaskFormatError(
+                    f"{task_dir / f'{split}.json'}: entry {name!r}: {path} resolves to {real}, "
+                    f"outside the task's audio folder {root}; a task may read only its own files"
+                )
+
+
+def _check_classes(task: Task) -> None:
+    """Refuse a scene task that a probe cannot learn anything from: fewer than two labels in
+    the vocabulary, or a training set (of any split) whose files all carry the same labels.
+    Such a task scores (near) 100 % whatever the embedding and would inflate every mean."""
+    if len(task.labels) < 2:
+        raise TaskFormatError(
+            f"{task.path / VOCAB_NAME}: a single label ({task.labels[0]!r}); a task needs at "
+            "least two classes (a one-class probe scores 100 % whatever the embedding)"
+        )
+    for i, split in enumerate(task.data_splits()):
+        seen: set[frozenset[str]] = set()
+        for name in split.train:
+            seen.update(frozenset(map(str, labels)) for labels in task.entries[name].values())
+            if len(seen) > 1:
+                break
+        if len(seen) < 2:
+            only = sorted(next(iter(seen))) if seen else []
+            files = ", ".join(f"{s}.json" for s in split.train)
+            which = (
+                f" (split {i}: test {split.test[0]}, valid {split.valid[0]})"
+                if task.is_kfold
+                else ""
+            )
+            raise TaskFormatError(
+                f"{task.path}: every training file{which} in {files} has the labels {only}; "
+                "a probe needs at least two classes to train on (a one-class task scores "
+                "100 % whatever the embedding)"
+            )
+
+
 def load_task(path: str | Path, preferred_rate: int = PREFERRED_RATE) -> Task:
     """Read and validate a HEAR task folder.
+
+    Every file is checked before it is read (a named pipe or a folder in place of a file is
+    refused by name); split entries must name files inside the task's audio folder; scene
+    tasks need at least two classes in every training set.
 
     Raises:
         TaskFormatError: anything malformed; the message names the file.
     """
     task_dir = Path(path)
-    if not task_dir.is_dir():
-        raise TaskFormatError(f"{task_dir}: task folder not found")
+    _check_folder(task_dir)
     meta_path = task_dir / METADATA_NAME
-    if not meta_path.is_file():
+    if not os.path.lexists(meta_path):
         raise TaskFormatError(f"{task_dir}: not a HEAR task folder (no {METADATA_NAME})")
     meta = _read_metadata(meta_path)
     labels = _read_vocabulary(task_dir / VOCAB_NAME)
@@ -375,8 +571,6 @@ def load_task(path: str | Path, preferred_rate: int = PREFERRED_RATE) -> Task:
                 )
             seen[name] = split
     requested = meta.get("evaluation") or [_DEFAULT_SCORES[meta["prediction_type"]]]
-    if not isinstance(requested, list) or not all(isinstance(s, str) for s in requested):
-        raise TaskFormatError(f"{meta_path}: 'evaluation' must be a list of score names")
     if meta["embedding_type"] == "event":
         scores = list(requested)
     else:
@@ -388,7 +582,8 @@ def load_task(path: str | Path, preferred_rate: int = PREFERRED_RATE) -> Task:
             )
         scores = list(requested)
     rate = _audio_rate(task_dir, meta["splits"], preferred_rate)
-    return Task(
+    _check_inside(task_dir, rate, entries)
+    task = Task(
         path=task_dir,
         name=task_dir.resolve().name,
         metadata=meta,
@@ -398,21 +593,44 @@ def load_task(path: str | Path, preferred_rate: int = PREFERRED_RATE) -> Task:
         sample_rate=rate,
         entries=entries,
     )
+    if task.embedding_type == "scene":
+        _check_classes(task)
+    return task
+
+
+def _check_folder(folder: Path) -> None:
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        raise TaskFormatError(f"{folder}: task folder not found") from None
+    except OSError as err:
+        raise TaskFormatError(
+            f"{folder}: cannot open the task folder ({err.strerror or err})"
+        ) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise TaskFormatError(f"{folder}: it is {file_kind(st.st_mode)}, not a task folder")
 
 
 def find_tasks(path: str | Path) -> list[Path]:
     """Task folders named by ``path``: the folder itself when it holds ``task_metadata.json``,
-    else its immediate sub-folders that do (sorted).
+    else its immediate sub-folders that do (sorted; hidden ones, e.g. unfinished built-in
+    tasks, are skipped).
 
     Raises:
         TaskFormatError: ``path`` is not a folder or holds no task.
     """
     root = Path(path)
-    if not root.is_dir():
-        raise TaskFormatError(f"{root}: task folder not found")
-    if (root / METADATA_NAME).is_file():
+    _check_folder(root)
+    if os.path.lexists(root / METADATA_NAME):
         return [root]
-    found = sorted(p for p in root.iterdir() if p.is_dir() and (p / METADATA_NAME).is_file())
+    try:
+        found = sorted(
+            p
+            for p in root.iterdir()
+            if not p.name.startswith(".") and p.is_dir() and os.path.lexists(p / METADATA_NAME)
+        )
+    except OSError as err:
+        raise TaskFormatError(f"{root}: cannot list the folder ({err.strerror or err})") from None
     if not found:
         raise TaskFormatError(
             f"{root}: neither a HEAR task folder nor a folder of them (no {METADATA_NAME})"
