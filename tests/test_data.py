@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 from axlstm.audio import LogMelFrontEnd, log_mel
+from axlstm.core import InputError
 from axlstm.data import (
     BadItem,
     ClipProcessor,
@@ -214,7 +215,7 @@ def test_all_bad_data_fails_with_a_clear_message(tmp_path):
     ds = IndexedDataset(
         FileSource(scan_folder(tmp_path / "bad", TRAINING_EXTENSIONS)), ClipProcessor(), 0, 8
     )
-    with pytest.raises(RuntimeError, match="unusable items in a row"):
+    with pytest.raises(InputError, match=r"\(8 files\): 8 unusable items in a row"):
         ds[0]
 
 

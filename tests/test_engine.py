@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import axlstm
+from axlstm.core import UsageError
 from axlstm.engine import (
     CheckpointError,
     CheckpointManager,
@@ -246,15 +247,18 @@ def test_checkpoint_manager_rotation_and_stale_temp_files(tmp_path):
         mgr.save({"format": "axlstm-train", "step": step}, step)
     assert [s for s, _ in mgr.numbered()] == [100, 1000]  # numeric, not string, order
     assert torch.load(mgr.last, weights_only=True)["step"] == 1000
-    assert mgr.latest() == mgr.last
-    # A crash after writing step_2000.pt but before re-linking last.pt: the newer file wins.
+    newest = tmp_path / "step_000001000.pt"
+    assert mgr.last.read_bytes() == newest.read_bytes()  # a copy, not a link to it
+    assert not os.path.samefile(mgr.last, newest) and os.stat(mgr.last).st_nlink == 1
+    assert mgr.candidates() == [newest, mgr.last, tmp_path / "step_000000100.pt"]
+    # A crash after writing step_2000.pt but before copying it to last.pt: the newer file wins.
     atomic_save({"format": "axlstm-train", "step": 2000}, tmp_path / "step_000002000.pt")
     assert mgr.latest() == tmp_path / "step_000002000.pt"
     (tmp_path / ".step_000003000.pt.abc.tmp").write_bytes(b"torn")
     CheckpointManager(tmp_path, keep_last=2)
     assert not list(tmp_path.glob(".*.tmp"))
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match=r"junk\.pt: (truncated or corrupt|not a PyTorch)"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an axlstm training checkpoint"):
@@ -342,7 +346,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_existing_run_needs_resume(tmp_path):
     pretrain(fast_config("schedule.max_steps=1"), tmp_path / "run")
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(UsageError, match="--resume"):
         pretrain(fast_config("schedule.max_steps=1"), tmp_path / "run")
     # Resuming a finished run trains nothing and keeps its checkpoint.
     summary = pretrain(fast_config("schedule.max_steps=1"), tmp_path / "run", resume=True)

@@ -76,5 +76,5 @@ def test_release_errors_name_the_file(tmp_path):
     del cfg["model"]["bogus"]
     cfg["model"]["depth"] = 2
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: cannot read safetensors"):
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a valid safetensors file"):
         axlstm.load_model(path)

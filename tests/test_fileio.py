@@ -59,7 +59,7 @@ def test_input_checks_name_each_kind(tmp_path: Path) -> None:
     assert check_input_file(tmp_path / "ok").st_size == 1
     with pytest.raises(InputError, match="named pipe"):
         check_input_file(tmp_path / "pipe")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint .*dir: it is a folder"):
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*dir: it is a folder"):
         check_input_file(tmp_path / "dir", "checkpoint", CheckpointError)
     with pytest.raises(AudioError, match="symbolic link loop"):
         check_input_file(tmp_path / "a", "audio file", AudioError)

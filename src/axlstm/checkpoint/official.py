@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
+from axlstm.checkpoint.files import check_finite, check_weights_file, torch_load_weights
 from axlstm.checkpoint.remap import REMAPS
-from axlstm.core.errors import CheckpointError
+from axlstm.core.errors import CheckpointError, ConfigError
 from axlstm.models import Encoder, create_model, is_model, model_class_name
 
 __all__ = ["PickledObject", "extract_state_dict", "load_official", "read_checkpoint"]
@@ -85,11 +86,11 @@ def read_checkpoint(path: str | Path) -> Any:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        CheckpointError: the file is not a readable torch checkpoint.
+        CheckpointError: the file is not a readable torch checkpoint (the message names it and
+            says why: empty, truncated, not a checkpoint, refused Python objects).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    check_weights_file(path, "checkpoint")
     allowed = _torch_allowed()
     stubs = []
     for name in sorted(_pickle_globals(path)):
@@ -99,11 +100,7 @@ def read_checkpoint(path: str | Path) -> Any:
         stubs.append((stub, name))
     if stubs:
         logger.info("%s: reading without executing %s", path, ", ".join(n for _, n in stubs))
-    try:
-        with torch.serialization.safe_globals(stubs):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    return torch_load_weights(path, "checkpoint", safe_globals=stubs)
 
 
 def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -137,9 +134,15 @@ def load_official(path: str | Path, arch: str, **overrides: Any) -> Encoder:
             SSAMBA, what the checkpoint states by itself (pretraining length from
             ``p_input_*``, classifier size, RMSNorm, missing pretraining heads) is taken from it
             unless given; a fine-tuned checkpoint needs its ``patch_stride`` (and ``img_size``).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        CheckpointError: the file cannot be read (see :func:`read_checkpoint`), holds
+            non-finite weights, or does not fit the preset (what differs, and what would fit).
     """
     source = str(path)
     state = extract_state_dict(read_checkpoint(path), source=source)
+    check_finite(state, source)
     if not is_model(arch):
         create_model(arch)  # raises the registry's error, with the list of presets
     with torch.device("meta"):  # cheap probe of the family, no weights allocated
@@ -151,8 +154,22 @@ def load_official(path: str | Path, arch: str, **overrides: Any) -> Encoder:
             f"{source} is not {entry.description}; arch {arch!r} is a {family!r} model "
             f"(the file fits the {' / '.join(fits) or 'no known'} model classes)"
         )
-    stated = {k: v for k, v in entry.overrides(state).items() if overrides.get(k) is None}
-    model = create_model(arch, **{**overrides, **stated})
+    try:
+        stated = {k: v for k, v in entry.overrides(state).items() if overrides.get(k) is None}
+    except (RuntimeError, ValueError, TypeError) as err:  # e.g. a geometry tensor of 2 values
+        raise CheckpointError(f"{source}: malformed {entry.description} ({err})") from err
+    config = {**overrides, **stated}
+    try:
+        with torch.device("meta"):  # what the file states is checked before any allocation
+            skeleton = create_model(arch, **config)
+    except ConfigError as err:
+        if not stated:
+            raise
+        raise CheckpointError(
+            f"{source}: the geometry it states ({stated}) is invalid: {err}"
+        ) from err
+    entry.remap(state, skeleton, source=source)
+    model = create_model(arch, **config)
     model.load_state_dict(entry.remap(state, model, source=source))
     model.config.extra["source"] = {"official_checkpoint": Path(path).name}
     logger.info("loaded official checkpoint %s into %s", path, arch)

@@ -1,47 +1,142 @@
 """Release folders in and out: ``model.save_pretrained`` writes them
 (:mod:`axlstm.core.release_format`), :func:`load_model` builds the class ``config.json`` names
-from the registry and loads the safetensors weights. Nothing is unpickled."""
+from the registry and loads the safetensors weights. Nothing is unpickled.
+
+A config is never trusted to size a model: before any weight is allocated, the model it
+describes is built on the ``meta`` device (shapes only, no memory) and its tensor shapes are
+compared with the shapes the weights file declares (the safetensors header, or the tensors of
+a training checkpoint). A config that does not fit its weights, e.g. a hostile one with a huge
+width or depth, is refused at the cost of the comparison. Non-finite weights are refused too.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from axlstm.checkpoint.files import check_finite
+from axlstm.checkpoint.remap import shape_differences
 from axlstm.core.errors import CheckpointError, ConfigError
 from axlstm.core.release_format import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     read_release_config,
+    read_release_shapes,
     read_release_weights,
 )
 from axlstm.models import MODEL_CLASSES, Encoder
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "build_from_config", "load_model", "read_release_config"]
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "build_checked",
+    "build_from_config",
+    "load_model",
+    "read_release_config",
+]
 
 logger = logging.getLogger(__name__)
 
+# What building a model from a bad config may raise, besides ConfigError.
+_BUILD_ERRORS = (ValueError, TypeError, ArithmeticError, RuntimeError, AssertionError, KeyError)
 
-def build_from_config(kind: str, model_config: dict[str, Any], source: str) -> Encoder:
-    """An untrained model of release class ``kind`` from its config dict."""
-    if kind not in MODEL_CLASSES:
+
+def _model_class(kind: Any, source: str) -> tuple[type, type]:
+    if not isinstance(kind, str) or kind not in MODEL_CLASSES:
         raise CheckpointError(
             f"{source}: unknown model_class {kind!r}; this axlstm knows "
             f"{sorted(MODEL_CLASSES)} (upgrade axlstm?)"
         )
-    model_type, config_type = MODEL_CLASSES[kind]
+    return MODEL_CLASSES[kind]
+
+
+def _construct(model_type: type, config: Any, source: str) -> Encoder:
     try:
-        return model_type(config_type.from_dict(model_config))
+        return model_type(config)
     except ConfigError as err:
         raise CheckpointError(f"{source}: invalid model config: {err}") from err
+    except _BUILD_ERRORS as err:
+        raise CheckpointError(
+            f"{source}: invalid model config: {type(err).__name__}: {err}"
+        ) from err
+
+
+def _parse_config(config_type: type, model_config: Any, source: str) -> Any:
+    if not isinstance(model_config, Mapping):
+        raise CheckpointError(f"{source}: the model config is not a mapping of fields")
+    try:
+        return config_type.from_dict(dict(model_config))
+    except ConfigError as err:
+        raise CheckpointError(f"{source}: invalid model config: {err}") from err
+    except _BUILD_ERRORS as err:
+        raise CheckpointError(
+            f"{source}: invalid model config: {type(err).__name__}: {err}"
+        ) from err
+
+
+def build_from_config(kind: str, model_config: dict[str, Any], source: str) -> Encoder:
+    """An untrained model of release class ``kind`` from its config dict (allocated at once;
+    for weights from a file use :func:`build_checked`).
+
+    Raises:
+        CheckpointError: unknown class or invalid config, naming ``source``.
+    """
+    model_type, config_type = _model_class(kind, source)
+    return _construct(model_type, _parse_config(config_type, model_config, source), source)
+
+
+def build_checked(
+    kind: str,
+    model_config: dict[str, Any],
+    shapes: Mapping[str, Sequence[int]],
+    source: str,
+    weights: str,
+) -> Encoder:
+    """An untrained model of class ``kind``, built only after its config was shown to fit the
+    weights' tensor ``shapes`` (on the ``meta`` device: no memory, whatever the config says).
+
+    Args:
+        kind: the release class ("masked_spec", ...).
+        model_config: the config fields, as stored.
+        shapes: tensor name -> shape of the weights that will be loaded.
+        source: the config's origin, for messages (``config.json``, a checkpoint).
+        weights: the weights' origin, for messages.
+
+    Raises:
+        CheckpointError: unknown class, invalid config, or a config whose model's tensors
+            differ from ``shapes`` (the first differing keys and shapes are named).
+    """
+    model_type, config_type = _model_class(kind, source)
+    config = _parse_config(config_type, model_config, source)
+    depth = getattr(config, "depth", None)
+    if isinstance(depth, int) and depth > len(shapes):
+        # every block holds at least one tensor; refused before building even a skeleton
+        raise CheckpointError(
+            f"{weights} does not fit {source}: the config asks for depth {depth}, the weights "
+            f"hold only {len(shapes)} tensors"
+        )
+    with torch.device("meta"):
+        skeleton = _construct(model_type, config, source)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    parts = shape_differences(shapes, expected)
+    if parts:
+        raise CheckpointError(
+            f"{weights} does not fit {source} (model {config.name!r}): " + "; ".join(parts)
+        )
+    return _construct(model_type, config, source)
 
 
 def load_model(
     directory: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
 ) -> Encoder:
     """Load a release folder written by ``save_pretrained`` (any class in ``MODEL_CLASSES``).
+
+    The config is checked against the weights' shapes (read from the safetensors header)
+    before any model is allocated, and the weights must be finite.
 
     Args:
         directory: the release folder.
@@ -51,19 +146,26 @@ def load_model(
 
     Raises:
         FileNotFoundError: the folder does not exist.
-        CheckpointError: naming the file and the problem (no or invalid ``config.json``,
-            unknown model class, unreadable weights, weights that do not fit the config).
+        CheckpointError: naming the file and the problem (not a folder, no or invalid
+            ``config.json``, unknown model class, unreadable weights, weights that do not fit
+            the config, non-finite weights).
     """
     directory = Path(directory)
     config = read_release_config(directory)
-    cfg_path = directory / CONFIG_NAME
+    cfg_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    model_config = {**config["model"], **overrides}
-    model = build_from_config(config.get("model_class", "masked_spec"), model_config, str(cfg_path))
+    source = f"{cfg_path} with {overrides}" if overrides else str(cfg_path)
+    model = build_checked(
+        config.get("model_class", "masked_spec"),
+        {**config["model"], **overrides},
+        read_release_shapes(directory),
+        source,
+        str(weights),
+    )
     state = read_release_weights(directory, map_location)
+    check_finite(state, weights)
     try:
         model.load_state_dict(state)
-    except RuntimeError as err:
-        what = f"its config with {overrides}" if overrides else "its config"
-        raise CheckpointError(f"{directory / WEIGHTS_NAME} does not fit {what}: {err}") from err
+    except RuntimeError as err:  # the shapes were checked; kept for dtype surprises
+        raise CheckpointError(f"{weights} does not fit {source}: {err}") from err
     return model.to(map_location).eval()

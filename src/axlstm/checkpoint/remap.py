@@ -16,7 +16,7 @@ config and dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -24,10 +24,36 @@ from torch import nn
 
 from axlstm.core.errors import CheckpointError
 
-__all__ = ["REMAPS", "OfficialRemap", "check_state", "infer_architecture"]
+__all__ = ["REMAPS", "OfficialRemap", "check_state", "infer_architecture", "shape_differences"]
 
 
 # ----------------------------------------------------------------------------- the check
+def shape_differences(
+    found: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]], limit: int = 8
+) -> list[str]:
+    """What differs between the tensor shapes of a file (``found``) and of a model
+    (``expected``): missing and unexpected keys, then shape mismatches (the first ``limit``
+    of each, sorted); empty when they agree."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if tuple(expected[k]) != tuple(found[k]))
+    parts = []
+    if missing:
+        parts.append(f"missing {missing[:limit]}" + (" ..." if len(missing) > limit else ""))
+    if unexpected:
+        more = " ..." if len(unexpected) > limit else ""
+        parts.append(f"unexpected {unexpected[:limit]}{more}")
+    if wrong:
+        parts.append(
+            "shape mismatch "
+            + ", ".join(
+                f"{k}: {tuple(found[k])} in the file vs {tuple(expected[k])} in the model"
+                for k in wrong[:limit]
+            )
+        )
+    return parts
+
+
 def check_state(
     mapped: dict[str, torch.Tensor],
     model: nn.Module,
@@ -38,22 +64,10 @@ def check_state(
     :class:`CheckpointError` naming ``source`` and saying what differs (with ``hints``: config
     values that would fit). Returns the state in the model's dtypes."""
     ours = model.state_dict()
-    missing = sorted(set(ours) - set(mapped))
-    unexpected = sorted(set(mapped) - set(ours))
-    wrong = sorted(k for k in set(ours) & set(mapped) if ours[k].shape != mapped[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:8]}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:8]}")
-        if wrong:
-            parts.append(
-                "shape mismatch "
-                + ", ".join(
-                    f"{k}: {tuple(mapped[k].shape)} vs {tuple(ours[k].shape)}" for k in wrong[:8]
-                )
-            )
+    parts = shape_differences(
+        {k: v.shape for k, v in mapped.items()}, {k: v.shape for k, v in ours.items()}
+    )
+    if parts:
         hint = f" (try {', '.join(hints)})" if hints else ""
         raise CheckpointError(
             f"{source} does not fit model {model.config.name!r}: " + "; ".join(parts) + hint

@@ -10,7 +10,9 @@ from typing import Any
 
 import torch
 
-from axlstm.checkpoint import load_official
+from axlstm.checkpoint import check_weights_file, load_official
+from axlstm.cli.common import positive_int
+from axlstm.core.fileio import new_output_dir
 from axlstm.models import create_model
 
 EXAMPLES = """\
@@ -43,9 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--arch", required=True, help="preset, e.g. axlstm_tiny, ssast_orig_base_patch, ssamba_tiny"
     )
-    p.add_argument("--embed-dim", type=int, help="override the preset width")
-    p.add_argument("--depth", type=int, help="override the preset depth")
-    p.add_argument("--num-heads", type=int, help="attention heads (ssast presets)")
+    p.add_argument("--embed-dim", type=positive_int, help="override the preset width")
+    p.add_argument("--depth", type=positive_int, help="override the preset depth")
+    p.add_argument("--num-heads", type=positive_int, help="attention heads (ssast presets)")
     p.add_argument(
         "--frame-layout",
         choices=("time", "official"),
@@ -81,6 +83,14 @@ def parse_overrides(items: list[str], arch: str) -> dict[str, Any]:
     return cls.parse_set(items, "--set")
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = {
         "embed_dim": args.embed_dim,
@@ -89,15 +99,16 @@ def run(args: argparse.Namespace) -> int:
         "frame_layout": args.frame_layout,
         **parse_overrides(list(args.overrides), args.arch),
     }
-    model = load_official(args.checkpoint, args.arch, **overrides)
-    digest = hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()
-    model.save_pretrained(
-        args.out_dir,
-        official_checkpoint=args.checkpoint.name,
-        official_checkpoint_sha256=digest,
-        converted_from_arch=args.arch,
-        overrides={k: v for k, v in overrides.items() if v is not None},
-    )
+    check_weights_file(args.checkpoint, "checkpoint")
+    with new_output_dir(args.out_dir, "release folder"):
+        model = load_official(args.checkpoint, args.arch, **overrides)
+        model.save_pretrained(
+            args.out_dir,
+            official_checkpoint=args.checkpoint.name,
+            official_checkpoint_sha256=sha256_of(args.checkpoint),
+            converted_from_arch=args.arch,
+            overrides={k: v for k, v in overrides.items() if v is not None},
+        )
     n = model.num_parameters("encoder")
     print(f"wrote {args.out_dir} ({args.arch}, {n:,} encoder parameters)", file=sys.stdout)
     return 0

@@ -8,8 +8,15 @@ import os
 import sys
 from pathlib import Path
 
-from axlstm.engine import NonFiniteLossError, TrainerCallback
-from axlstm.engine.config import ConfigError, config_to_yaml, set_value, validate_tree
+from axlstm.cli.common import positive_int
+from axlstm.core.errors import UsageError
+from axlstm.core.fileio import check_output_dir
+from axlstm.engine import CheckpointManager, NonFiniteLossError, TrainerCallback
+from axlstm.engine.config import config_to_yaml, set_value, validate_tree
+
+#: Exit code of a run stopped by Ctrl-C or SIGTERM with its checkpoint written (as the
+#: command line's other interrupted jobs).
+EXIT_INTERRUPTED = 130
 
 EXAMPLES = """\
 examples:
@@ -46,8 +53,13 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--data", nargs="+", action="extend", metavar="PATH", help="data (sets data.paths)"
     )
-    p.add_argument("--max-steps", type=int, help="total steps (sets schedule.max_steps)")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoints")
+    p.add_argument("--max-steps", type=positive_int, help="total steps (sets schedule.max_steps)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest intact checkpoint in RUN_DIR/checkpoints (an error "
+        "when there is none)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -103,14 +115,28 @@ class ProgressBar(TrainerCallback):
             self.bar.close()
 
 
+def check_resumable(run_dir: Path) -> None:
+    """``--resume`` needs a checkpoint to continue from (checked before anything is done)."""
+    if not run_dir.is_dir():
+        raise UsageError(f"--resume: the run folder {run_dir} does not exist; nothing to continue")
+    ckpts = CheckpointManager(run_dir / "checkpoints", cleanup=False)
+    if not ckpts.candidates():
+        raise UsageError(
+            f"--resume: {run_dir} holds no checkpoint to continue from (nothing in "
+            f"{ckpts.directory}); run without --resume to start a new run there"
+        )
+
+
 def resolve_config(args: argparse.Namespace):
     from axlstm.recipes import load_config
 
+    if args.resume:
+        check_resumable(args.out)
     source = args.config
     if source is None:
         saved = args.out / "config.yaml"
         if not (args.resume and saved.is_file()):
-            raise ConfigError("--config is required (a preset name or a YAML file)")
+            raise UsageError("--config is required (a preset name or a YAML file)")
         source = str(saved)
     cfg = load_config(source, list(args.overrides))
     # The flags win over --set; they are set as values, so paths need no YAML quoting.
@@ -146,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(config_to_yaml(cfg))
         return 0
     rank = int(os.environ.get("RANK", "0") or 0)
+    if rank == 0:
+        check_output_dir(args.out, "run folder")
     handler = _log_file(args.out, rank)
     package_logger = logging.getLogger("axlstm")
     package_level = package_logger.level
@@ -157,10 +185,10 @@ def run(args: argparse.Namespace) -> int:
         with logging_redirect_tqdm():
             summary = pretrain(cfg, args.out, resume=args.resume, callback=callback)
     except NonFiniteLossError as err:
-        callback.on_end(None, None)
         print(f"axlstm pretrain: error: {err}", file=sys.stderr)
         return 3
     finally:
+        callback.on_end(None, None)  # the bar is closed however the run ended
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
@@ -175,6 +203,12 @@ def run(args: argparse.Namespace) -> int:
             + (f" {summary.skipped}" if skipped else "")
         )
         print(f"run folder: {args.out} (checkpoint: {summary.last_checkpoint})")
-        if summary.stopped_early:
-            print("stopped early on a signal; continue with --resume")
+    if summary.stopped_early:
+        if rank == 0:
+            print(
+                f"axlstm pretrain: interrupted at step {summary.steps}; the checkpoint was "
+                f"written; continue with: axlstm pretrain --out {args.out} --resume",
+                file=sys.stderr,
+            )
+        return EXIT_INTERRUPTED
     return 0

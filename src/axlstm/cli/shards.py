@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+from axlstm.cli.common import nonnegative_int, positive_int
+from axlstm.core.errors import InputError
+from axlstm.core.fileio import new_output_dir
 
 
 def add_parser(sub) -> None:
@@ -22,12 +27,14 @@ def add_parser(sub) -> None:
     p.add_argument("input", type=Path, help="folder of audio files, or a .csv/.tsv/.jsonl manifest")
     p.add_argument("--out", type=Path, required=True, metavar="SHARD_DIR", help="output folder")
     p.add_argument("--features", action="store_true", help="store log-mel arrays, not audio")
-    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (1000)")
+    p.add_argument("--shard-size", type=positive_int, default=1000, help="samples per shard (1000)")
     p.add_argument(
         "--dtype", choices=("float16", "float32"), default="float16", help="feature dtype"
     )
     p.add_argument("--prefix", default="shard", help="shard file name prefix")
-    p.add_argument("--workers", type=int, default=0, help="decoding processes (0: none)")
+    p.add_argument(
+        "--workers", type=nonnegative_int, default=0, help="decoding processes (0: none)"
+    )
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -38,14 +45,37 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from axlstm.data import list_inputs
+
+    if not os.path.lexists(args.input):
+        raise FileNotFoundError(f"input not found: {args.input}")
+    with new_output_dir(args.out, "shard folder"):
+        inputs, root = list_inputs(args.input)
+        if not inputs:
+            raise InputError(f"no audio or .npy feature files found in {args.input}")
+        report = _write(args, inputs, root)
+        if report.written == 0:
+            (args.out / "index.json").unlink(missing_ok=True)  # an empty set is no set
+            raise InputError(
+                f"none of the {len(inputs)} files of {args.input} could be used "
+                f"({', '.join(f'{n} {r}' for r, n in sorted(report.skipped.items()))}); "
+                "no shard was written"
+            )
+    skipped = sum(report.skipped.values())
+    kind = f"log-mel {args.dtype}" if args.features else "FLAC"
+    print(
+        f"wrote {report.written} samples ({kind}) in {len(report.shards)} shard(s) to "
+        f"{args.out}; skipped {skipped}" + (f" {dict(report.skipped)}" if skipped else "")
+    )
+    return 0
+
+
+def _write(args: argparse.Namespace, inputs: list[str], root: str):
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from axlstm.data import list_inputs, write_shards
+    from axlstm.data import write_shards
 
-    inputs, root = list_inputs(args.input)
-    if not inputs:
-        raise ValueError(f"no audio files found in {args.input}")
     show = sys.stderr.isatty() if args.progress is None else args.progress
     with (
         tqdm(total=len(inputs), unit="file", disable=not show, desc="shards") as bar,
@@ -62,10 +92,4 @@ def run(args: argparse.Namespace) -> int:
             root=root,
             progress=bar.update,
         )
-    skipped = sum(report.skipped.values())
-    kind = f"log-mel {args.dtype}" if args.features else "FLAC"
-    print(
-        f"wrote {report.written} samples ({kind}) in {len(report.shards)} shard(s) to "
-        f"{args.out}; skipped {skipped}" + (f" {dict(report.skipped)}" if skipped else "")
-    )
-    return 0
+    return report

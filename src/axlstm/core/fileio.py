@@ -5,7 +5,8 @@
   device, a socket, a broken link or a symbolic-link loop.
 * :func:`check_output_file` and :func:`check_output_dir` find out before long work starts that
   an output cannot be written (a read-only folder, a path under a file, a folder where a file
-  should go), by creating the folder and a probe file in it.
+  should go), by creating the folder and a probe file in it; :func:`new_output_dir` also
+  removes the folders it created when the work then fails.
 * :func:`atomic_write` writes through a temporary file in the target's folder, renamed over
   the target (``os.replace`` is atomic on POSIX and Windows): a crash mid-write never leaves a
   half-written file. The file gets the permissions of a plain ``open(path, "w")`` (0666 less
@@ -18,7 +19,8 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from axlstm.core.errors import InputError, OutputError
@@ -30,6 +32,7 @@ __all__ = [
     "check_output_dir",
     "check_output_file",
     "file_kind",
+    "new_output_dir",
 ]
 
 
@@ -131,9 +134,7 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output") -> Pat
         except OSError as err:
             raise OutputError(f"cannot write {what} {path}: {err.strerror or err}") from None
         if not stat.S_ISREG(mode):
-            raise OutputError(
-                f"cannot write {what} {path}: it is {file_kind(mode)}; name a file"
-            )
+            raise OutputError(f"cannot write {what} {path}: it is {file_kind(mode)}; name a file")
     _writable_dir(path.parent, path, what)
     return path
 
@@ -149,6 +150,32 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "output folder") 
         raise OutputError(f"cannot write {what} {path}: it is a file, not a folder")
     _writable_dir(path, path, what)
     return path
+
+
+@contextmanager
+def new_output_dir(path: Path, what: str) -> Iterator[Path]:
+    """Check before the work that files can be written in the folder ``path`` (creating it);
+    if the work then fails, remove the folders the check created while they are still empty,
+    so that a failed command leaves nothing behind.
+
+    Raises:
+        OutputError: ``path`` is a file, lies under a file, or cannot be created or written.
+    """
+    created = []
+    for folder in (path, *path.parents):
+        if os.path.lexists(folder):
+            break
+        created.append(folder)  # deepest first
+    check_output_dir(path, what)
+    try:
+        yield path
+    except BaseException:
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None], fsync: bool = False) -> Path:

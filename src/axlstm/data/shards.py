@@ -37,6 +37,8 @@ import numpy as np
 import soundfile as sf
 
 from axlstm.audio import AUDIO_EXTENSIONS, resample
+from axlstm.core.errors import InputError
+from axlstm.core.fileio import atomic_write_text
 from axlstm.data.clips import BadItem, ClipProcessor
 from axlstm.data.sources import (
     MANIFEST_EXTENSIONS,
@@ -205,7 +207,7 @@ def _payload(files: dict[str, bytes], trust_pickle: bool) -> tuple[str, bytes]:
     for ext in _PICKLE_EXTS:
         if ext in by_last:
             if not trust_pickle:
-                raise ValueError(
+                raise InputError(
                     f"shard sample holds a pickled '.{by_last[ext]}' member (the official "
                     "AudioSet shard format). Unpickling can run arbitrary code, so it is refused; "
                     "rewrite the shards with `axlstm shards --features`, or, only for shards you "
@@ -244,7 +246,7 @@ def decode_sample(
 
     Raises:
         BadItem: for undecodable, empty, silent or non-finite samples.
-        ValueError: for pickled members when ``trust_pickle`` is false.
+        InputError: for pickled members when ``trust_pickle`` is false.
     """
     try:
         ext, data = _payload(files, trust_pickle)
@@ -446,7 +448,5 @@ def write_shards(
         "shards": counts,
         "samples": report.written,
     }
-    tmp = out / f".{INDEX_NAME}.tmp"
-    tmp.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out / INDEX_NAME)
+    atomic_write_text(out / INDEX_NAME, json.dumps(index, indent=2, sort_keys=True) + "\n")
     return report

@@ -19,13 +19,14 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from axlstm.audio import AudioError, load_audio
+from axlstm.audio import load_audio
 from axlstm.audio.listing import (
     AUDIO_EXTENSIONS,
     MANIFEST_EXTENSIONS,
     read_manifest,
     scan_folder,
 )
+from axlstm.core.errors import AxlstmError, InputError
 from axlstm.data.clips import BadItem, ClipProcessor
 from axlstm.data.procedural import ProceduralCorpus
 
@@ -86,7 +87,7 @@ def read_audio_file(path: str, sample_rate: int) -> torch.Tensor:
         return load_audio(path, sample_rate)
     except FileNotFoundError:
         raise BadItem("missing", path) from None
-    except AudioError as err:
+    except AxlstmError as err:  # AudioError, or a path refused before reading (a pipe, a loop)
         msg = str(err)
         if "empty" in msg or "no samples" in msg:
             reason = "empty"
@@ -95,7 +96,7 @@ def read_audio_file(path: str, sample_rate: int) -> torch.Tensor:
         else:
             reason = "unreadable"
         raise BadItem(reason, path, msg.split(": ", 1)[-1]) from None
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise BadItem("unreadable", path, str(err)) from None
 
 
@@ -126,7 +127,10 @@ class FileSource:
     def __init__(self, paths: Sequence[str] | PathTable, description: str = "files") -> None:
         self.paths = paths if isinstance(paths, PathTable) else PathTable(paths)
         if len(self.paths) == 0:
-            raise ValueError(f"no audio files found in {description}")
+            raise InputError(
+                f"no audio or .npy feature files found in {description} (0 files with the "
+                f"extensions {', '.join(TRAINING_EXTENSIONS)})"
+            )
         self.description = description
 
     def __len__(self) -> int:

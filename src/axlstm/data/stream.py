@@ -20,6 +20,8 @@ which worker delivers next; on resume each worker seeks to its position (whole s
 skipped using ``index.json`` counts) and the workers are rotated so the order continues.
 Changing the number of ranks or workers breaks exactness; the stream then starts a fresh epoch
 and says so.
+
+The datasets, the sampler and the collation live in :mod:`axlstm.data.datasets`.
 """
 
 from __future__ import annotations
@@ -27,18 +29,26 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader
 
-from axlstm.data.clips import BadItem, ClipProcessor, make_processor
+from axlstm.core.errors import ConfigError, InputError
+from axlstm.data.clips import ClipProcessor, make_processor
 from axlstm.data.config import DataConfig
+from axlstm.data.datasets import (
+    IndexedDataset,
+    MicroBatchSampler,
+    ShardDataset,
+    collate,
+    ignore_ctrl_c_in_worker,
+    raise_errors,
+    sample_rng,
+)
 from axlstm.data.procedural import ProceduralCorpus
-from axlstm.data.shards import decode_sample, expand_shards, iter_raw_samples, shard_counts
+from axlstm.data.shards import expand_shards, shard_counts
 from axlstm.data.sources import (
     MANIFEST_EXTENSIONS,
     TRAINING_EXTENSIONS,
@@ -58,33 +68,12 @@ __all__ = [
     "ShardStream",
     "build_stream",
     "collate",
+    "raise_errors",
     "resolve_data",
     "sample_rng",
 ]
 
 logger = logging.getLogger(__name__)
-
-# Stream tags keep the seeded generators of different purposes independent.
-_TAG_PERM, _TAG_CROP, _TAG_REPLACE, _TAG_SHARDS, _TAG_BLOCK = 1, 2, 3, 4, 5
-
-
-def sample_rng(*keys: int) -> np.random.Generator:
-    """A generator seeded by a tuple of non-negative integers (numpy ``SeedSequence``)."""
-    return np.random.default_rng([int(k) for k in keys])
-
-
-def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack crops into ``spec (B, 1, T, F)``; gather names, skip events and positions."""
-    batch: dict[str, Any] = {
-        "spec": torch.stack([it["spec"] for it in items]),
-        "skipped": [s for it in items for s in it["skipped"]],
-        "names": [it["name"] for it in items],
-    }
-    if "index" in items[0]:
-        batch["index"] = torch.tensor([it["index"] for it in items], dtype=torch.int64)
-    if "position" in items[-1]:
-        batch["position"] = items[-1]["position"]  # one worker made the whole batch
-    return batch
 
 
 # ------------------------------------------------------------------------------------ sources
@@ -103,10 +92,10 @@ def resolve_data(cfg: DataConfig) -> tuple[str, Any]:
         corpus = ProceduralCorpus(cfg.procedural_seed, cfg.procedural_size, lo, hi)
         return "procedural", ProceduralSource(corpus)
     if "procedural" in paths:
-        raise ValueError("the procedural corpus cannot be mixed with data paths")
+        raise ConfigError("data.paths: the procedural corpus cannot be mixed with data paths")
     shard_specs = [p for p in paths if _is_shard_spec(p)]
     if shard_specs and len(shard_specs) != len(paths):
-        raise ValueError(
+        raise ConfigError(
             "cannot mix tar shards with folders or manifests in one run: "
             f"shards {shard_specs}, others {[p for p in paths if p not in shard_specs]}"
         )
@@ -129,178 +118,6 @@ def resolve_data(cfg: DataConfig) -> tuple[str, Any]:
             raise FileNotFoundError(f"data path not found: {p}")
     table = tables[0] if len(tables) == 1 else PathTable.concat(tables)
     return "files", FileSource(table, description=", ".join(paths))
-
-
-# ------------------------------------------------------------------------------------ indexed
-class IndexedDataset(Dataset):
-    """Map-style dataset over *global sample numbers*: item ``g`` is the ``g``-th training
-    sample of the whole run (see the module docstring), as a dict with ``spec (1, T, F)``,
-    ``index``, ``name`` and the ``skipped`` events ``(reason, name)`` met on the way.
-
-    Args:
-        source: indexable source (``len`` and ``load(i, processor, rng)``).
-        processor: crop maker.
-        seed: data seed.
-        max_attempts: draws before giving up on sample ``g``.
-    """
-
-    def __init__(self, source, processor: ClipProcessor, seed: int, max_attempts: int = 32):
-        self.source = source
-        self.processor = processor
-        self.seed = int(seed)
-        self.max_attempts = max_attempts
-        self._perms: dict[int, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def permutation(self, epoch: int) -> np.ndarray:
-        """Item order of ``epoch`` (two most recent epochs cached)."""
-        perm = self._perms.get(epoch)
-        if perm is None:
-            perm = sample_rng(self.seed, _TAG_PERM, epoch).permutation(len(self.source))
-            if len(self._perms) >= 2:
-                self._perms.pop(min(self._perms))
-            self._perms[epoch] = perm
-        return perm
-
-    def item_of(self, g: int, attempt: int = 0) -> int:
-        """Source item read for global sample ``g`` at replacement ``attempt``."""
-        epoch, pos = divmod(g, len(self.source))
-        if attempt == 0:
-            return int(self.permutation(epoch)[pos])
-        return int(sample_rng(self.seed, _TAG_REPLACE, g, attempt).integers(len(self.source)))
-
-    def __getitem__(self, g: int) -> dict[str, Any]:
-        skipped: list[tuple[str, str]] = []
-        for attempt in range(self.max_attempts):
-            item = self.item_of(g, attempt)
-            rng = sample_rng(self.seed, _TAG_CROP, g, attempt)
-            try:
-                spec = self.source.load(item, self.processor, rng)
-            except BadItem as bad:
-                skipped.append((bad.reason, bad.name))
-                continue
-            return {"spec": spec, "index": g, "name": self.source.name(item), "skipped": skipped}
-        names = ", ".join(f"{n} ({r})" for r, n in skipped[-5:])
-        raise RuntimeError(
-            f"{self.max_attempts} unusable items in a row for sample {g} of "
-            f"{self.source.description}; the data looks mostly broken. Last ones: {names}"
-        )
-
-
-class MicroBatchSampler(Sampler):
-    """Endless global sample numbers of one rank, one list per micro-batch, from ``start``.
-
-    Micro-batch ``m`` of rank ``r`` is ``[m W b + r b, m W b + (r + 1) b)``.
-    """
-
-    def __init__(self, start: int, rank: int, world: int, micro_batch: int) -> None:
-        self.start, self.rank, self.world, self.micro_batch = start, rank, world, micro_batch
-
-    def __iter__(self) -> Iterator[list[int]]:
-        m = self.start
-        b = self.micro_batch
-        while True:
-            base = m * self.world * b + self.rank * b
-            yield list(range(base, base + b))
-            m += 1
-
-
-# ------------------------------------------------------------------------------------- shards
-class ShardDataset(IterableDataset):
-    """Endless stream of crops from the shards of one rank, split across its workers.
-
-    Each yielded dict has ``spec``, ``name`` (``shard.tar:key``), ``skipped`` and
-    ``position = (slot, epoch, pos)``: the slot's position after this sample.
-
-    Args:
-        urls: every shard of the run (all ranks).
-        positions: ``{slot: (epoch, pos)}`` to start from (missing slots start at (0, 0)).
-        slot_offset: worker ``w`` plays local slot ``(w + slot_offset) % workers``.
-    """
-
-    def __init__(
-        self,
-        urls: Sequence[str],
-        processor: ClipProcessor,
-        seed: int,
-        rank: int,
-        world: int,
-        shuffle_block: int = 256,
-        positions: dict[int, tuple[int, int]] | None = None,
-        slot_offset: int = 0,
-        trust_pickle: bool = False,
-    ) -> None:
-        self.urls = list(urls)
-        self.processor = processor
-        self.seed = int(seed)
-        self.rank, self.world = rank, world
-        self.block = max(1, shuffle_block)
-        self.positions = dict(positions or {})
-        self.slot_offset = slot_offset
-        self.trust_pickle = trust_pickle
-        self.counts = shard_counts(self.urls)
-
-    def slot_shards(self, slot: int, num_slots: int, epoch: int) -> list[str]:
-        order = sample_rng(self.seed, _TAG_SHARDS, epoch).permutation(len(self.urls))
-        return [self.urls[i] for i in order[slot::num_slots]]
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        local = (worker + self.slot_offset) % workers
-        slot, num_slots = self.rank * workers + local, self.world * workers
-        if len(self.urls) < num_slots:
-            raise ValueError(
-                f"{len(self.urls)} shards cannot feed {self.world} rank(s) x {workers} "
-                f"worker(s) = {num_slots} readers without repeating; use fewer workers or "
-                "split the data into more shards (axlstm shards --shard-size)"
-            )
-        epoch, pos = self.positions.get(slot, (0, 0))
-        pending: list[tuple[str, str]] = []
-
-        def shard_failed(url: str, err: Exception) -> None:
-            logger.warning("shard %s could not be read to the end: %s", url, err)
-            pending.append(("unreadable", url))
-
-        while True:
-            shards = self.slot_shards(slot, num_slots, epoch)
-            fresh_epoch, good = pos == 0, 0
-            block, start = divmod(pos, self.block)
-            raw = iter_raw_samples(shards, block * self.block, self.counts, shard_failed)
-            while True:
-                samples = list(islice(raw, self.block))
-                if not samples:
-                    break
-                order = sample_rng(self.seed, _TAG_BLOCK, epoch, slot, block).permutation(
-                    len(samples)
-                )
-                for k in range(start, len(samples)):
-                    url, key, files = samples[order[k]]
-                    pos = block * self.block + k + 1
-                    name = f"{os.path.basename(url)}:{key}"
-                    rng = sample_rng(self.seed, _TAG_CROP, epoch, slot, pos)
-                    try:
-                        spec = decode_sample(files, self.processor, rng, name, self.trust_pickle)
-                    except BadItem as bad:
-                        pending.append((bad.reason, bad.name or name))
-                        continue
-                    good += 1
-                    yield {
-                        "spec": spec,
-                        "name": name,
-                        "skipped": pending,
-                        "position": (slot, epoch, pos),
-                    }
-                    pending = []
-                block, start = block + 1, 0
-            if fresh_epoch and good == 0:
-                raise RuntimeError(
-                    f"a full pass over the {len(shards)} shard(s) of reader {slot} gave no "
-                    f"usable sample (first: {shards[0]})"
-                )
-            epoch, pos = epoch + 1, 0
 
 
 # ------------------------------------------------------------------------------------ streams
@@ -333,6 +150,7 @@ def _loader_options(num_workers: int, prefetch: int, pin: bool, seed: int) -> di
         # The loader draws worker base seeds from this generator, not from the global RNG,
         # so creating it never shifts the training process's random state.
         "generator": torch.Generator().manual_seed(seed),
+        "worker_init_fn": ignore_ctrl_c_in_worker,
     }
     if num_workers > 0:
         opts["prefetch_factor"] = prefetch
@@ -356,7 +174,9 @@ class IndexedStream(DataStream):
         states: Sequence[dict[str, Any]] | None = None,
         pin_memory: bool = False,
     ) -> None:
-        self.dataset = IndexedDataset(source, processor, seed, cfg.max_bad_attempts)
+        self.dataset = IndexedDataset(
+            source, processor, seed, cfg.max_bad_attempts, errors_as_items=True
+        )
         self.rank, self.world, self.micro_batch = rank, world, micro_batch
         self.num_items = len(source)
         self.description = source.description
@@ -392,7 +212,7 @@ class IndexedStream(DataStream):
         opts = _loader_options(
             self.cfg.num_workers, self.cfg.prefetch_factor, self.pin_memory, self.seed
         )
-        return iter(DataLoader(self.dataset, batch_sampler=sampler, **opts))
+        return raise_errors(iter(DataLoader(self.dataset, batch_sampler=sampler, **opts)))
 
     def advance(self, batch: dict[str, Any]) -> None:
         self.consumed += 1
@@ -429,7 +249,7 @@ class ShardStream(DataStream):
         self.workers = max(1, cfg.num_workers)
         num_slots = world * self.workers
         if len(self.urls) < num_slots:
-            raise ValueError(
+            raise InputError(
                 f"{len(self.urls)} shard(s) cannot feed {world} rank(s) x {self.workers} "
                 f"DataLoader worker(s) = {num_slots} readers; use fewer workers "
                 "(data.num_workers) or write more, smaller shards (axlstm shards --shard-size)"
@@ -476,11 +296,12 @@ class ShardStream(DataStream):
             self.positions,
             self.offset,
             self.cfg.trust_pickle,
+            errors_as_items=True,
         )
         opts = _loader_options(
             self.cfg.num_workers, self.cfg.prefetch_factor, self.pin_memory, self.seed
         )
-        return iter(DataLoader(dataset, batch_size=self.micro_batch, **opts))
+        return raise_errors(iter(DataLoader(dataset, batch_size=self.micro_batch, **opts)))
 
     def advance(self, batch: dict[str, Any]) -> None:
         slot, epoch, pos = batch["position"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,14 @@ logger = logging.getLogger(__name__)
 
 
 def _release_dir(path: Path) -> Path | None:
-    if path.is_dir() and (path / CONFIG_NAME).is_file():
+    """The release folder ``path`` names (the folder, or its config or weights file), or None.
+
+    A ``config.json`` that is there but cannot be read (a pipe, a link loop) still makes the
+    folder a release, so that loading it reports the precise problem."""
+    if path.is_dir() and os.path.lexists(path / CONFIG_NAME):
         return path
-    in_release = path.name in (CONFIG_NAME, WEIGHTS_NAME) and (path.parent / CONFIG_NAME).is_file()
-    if path.is_file() and in_release:
+    has_config = os.path.lexists(path.parent / CONFIG_NAME)
+    if path.name in (CONFIG_NAME, WEIGHTS_NAME) and has_config and os.path.lexists(path):
         return path.parent
     return None
 

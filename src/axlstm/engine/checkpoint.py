@@ -8,6 +8,10 @@ lists for that reason.
 Writes go to a temporary file in the same folder, are flushed and fsync'ed, and then renamed
 over the target (``os.replace`` is atomic on POSIX and Windows): a crash mid-write leaves the
 previous checkpoint intact and at worst a stray ``.*.tmp`` file, removed on the next start.
+``last.pt`` is a separate copy of the newest step file, so one damaged file never takes the
+other with it; a resumed run tries the newest checkpoint first and falls back to the newest
+intact one (:mod:`axlstm.engine.resume`). Loading refuses damaged files and non-finite
+weights with a one-line :class:`CheckpointError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ import logging
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from axlstm.checkpoint.release import build_from_config
+from axlstm.checkpoint.files import check_finite, torch_load_weights
+from axlstm.checkpoint.release import build_checked
 from axlstm.core.errors import CheckpointError
 from axlstm.core.fileio import atomic_write
 
@@ -72,28 +78,18 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def _atomic_link(src: Path, dst: Path) -> None:
-    """Make ``dst`` the same file as ``src`` atomically (hard link, else a copy)."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    if tmp.exists():
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:  # no hard links on this filesystem: copy
-        with open(src, "rb") as fi, open(tmp, "wb") as fo:
-            while chunk := fi.read(1 << 24):
-                fo.write(chunk)
-            fo.flush()
-            os.fsync(fo.fileno())
-    os.replace(tmp, dst)
+def _atomic_copy(src: Path, dst: Path) -> None:
+    """Make ``dst`` an independent copy of ``src``, atomically and flushed to disk."""
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp), fsync=True)
     _fsync_dir(dst.parent)
 
 
 class CheckpointManager:
     """``step_XXXXXXXXX.pt`` files plus ``last.pt`` in one folder, keeping the newest K.
 
-    The numbered files are found by parsing the step out of their names (never by sorting
-    names as strings); ``last.pt`` is a hard link to (or copy of) the newest one.
+    Every file is written on its own, atomically: ``last.pt`` is a copy of the newest step
+    file, not a link to it, so damage to one never reaches the other. The numbered files are
+    found by parsing the step out of their names (never by sorting names as strings).
     """
 
     def __init__(self, directory: str | Path, keep_last: int = 5, cleanup: bool = True) -> None:
@@ -119,47 +115,66 @@ class CheckpointManager:
                 found.append((int(m.group(1)), p))
         return sorted(found)
 
-    def latest(self) -> Path | None:
-        """The newest complete checkpoint.
+    def candidates(self) -> list[Path]:
+        """Every checkpoint to continue from, the one to try first first.
 
-        Normally ``last.pt``. A crash between writing ``step_N.pt`` and re-linking ``last.pt``
-        leaves a numbered file newer than ``last.pt``; numbered files are only ever complete
-        (they are written atomically), so the highest step wins.
+        The newest numbered file leads: ``last.pt`` is written after it, so a crash between
+        the two leaves ``last.pt`` one checkpoint behind. ``last.pt`` (normally a copy of that
+        newest file, or the only file when checkpoints were copied by hand) comes next, then
+        the older numbered files, newest first.
         """
-        numbered = self.numbered()
-        if numbered:
-            newest = numbered[-1][1]
-            if self.last.is_file() and os.path.samefile(self.last, newest):
-                return self.last
-            return newest
-        return self.last if self.last.is_file() else None
+        numbered = [p for _, p in reversed(self.numbered())]
+        last = [self.last] if os.path.lexists(self.last) else []
+        return numbered[:1] + last + numbered[1:]
+
+    def latest(self) -> Path | None:
+        """The checkpoint tried first (see :meth:`candidates`), or None when there is none."""
+        found = self.candidates()
+        return found[0] if found else None
 
     def save(self, state: dict[str, Any], step: int) -> Path:
-        """Write step ``step`` atomically, point ``last.pt`` at it, prune old ones."""
+        """Write step ``step`` atomically, then ``last.pt`` as its own copy; prune old ones."""
         path = atomic_save(state, self.directory / f"step_{step:09d}.pt")
-        _atomic_link(path, self.last)
+        _atomic_copy(path, self.last)
         for _, old in self.numbered()[: -self.keep_last]:
             old.unlink(missing_ok=True)
         return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a training checkpoint with ``weights_only=True`` and check its format."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"{path}: cannot read the checkpoint ({err})") from err
+def _check_training_state(state: Any, path: Path) -> dict[str, Any]:
+    """The format fields and the model weights of a loaded training checkpoint."""
     if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
         raise CheckpointError(
             f"{path} is not an axlstm training checkpoint (for official checkpoints use "
             "`axlstm convert`; for release folders use axlstm.load_model)"
         )
-    if int(state.get("format_version", 0)) > CKPT_VERSION:
+    version = state.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{path}: format_version {version!r} is not an integer")
+    if version > CKPT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format is newer than this axlstm; upgrade")
+    model = state.get("model")
+    if not isinstance(model, dict) or not all(torch.is_tensor(v) for v in model.values()):
+        raise CheckpointError(f"{path}: damaged training checkpoint (no model weights)")
+    step = state.get("step", 0)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path}: damaged training checkpoint (step {step!r})")
+    check_finite(model, path)
     return state
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint with ``weights_only=True`` and check it.
+
+    Raises:
+        FileNotFoundError: nothing is there.
+        CheckpointError: naming the file and the problem: not a regular file, empty,
+            truncated or corrupt, refused Python objects, not an axlstm training checkpoint,
+            a newer format, or non-finite model weights.
+    """
+    path = Path(path)
+    state = torch_load_weights(path, "training checkpoint", map_location)
+    return _check_training_state(state, path)
 
 
 # ---------------------------------------------------------------------------------------- RNG
@@ -220,13 +235,19 @@ def export_release(
     """
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
-    if "model_config" not in state:
+    if not isinstance(state.get("model_config"), dict):
         raise CheckpointError(f"{checkpoint}: no model config stored; cannot export")
-    kind = state.get("model_class", "masked_spec")
-    model = build_from_config(kind, state["model_config"], str(checkpoint))
+    weights = state["model"]
+    model = build_checked(
+        state.get("model_class", "masked_spec"),
+        state["model_config"],
+        {k: tuple(v.shape) for k, v in weights.items()},
+        f"the model config stored in {checkpoint}",
+        f"the weights of {checkpoint}",
+    )
     try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
+        model.load_state_dict(weights)
+    except RuntimeError as err:  # the shapes were checked; kept for dtype surprises
         raise CheckpointError(f"{checkpoint}: weights do not fit the stored config: {err}") from err
     digest = hashlib.sha256()
     with open(checkpoint, "rb") as f:

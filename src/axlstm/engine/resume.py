@@ -1,5 +1,6 @@
-"""The checkpoint side of the trainer: which checkpoint a run continues from, what a
-checkpoint holds, and the parts of a resume that need care.
+"""The checkpoint side of the trainer: which checkpoint a run continues from (the newest
+intact one), what a checkpoint holds, the parts of a resume that need care, and stopping on
+a signal with a checkpoint to resume from.
 
 Exact resume rests on the checkpoint holding, besides the model, optimiser, scheduler and
 scaler, every rank's data position, RNG states (the mask generator's included) and skip
@@ -10,8 +11,12 @@ by another number of ranks still resumes, but not exactly: the RNGs are then res
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,8 @@ import torch
 from torch import nn
 
 from axlstm._version import __version__
+from axlstm.core.errors import CheckpointError, UsageError
+from axlstm.core.interrupt import Interrupted
 from axlstm.data.stream import DataStream
 from axlstm.engine.checkpoint import (
     CKPT_FORMAT,
@@ -28,7 +35,7 @@ from axlstm.engine.checkpoint import (
     load_checkpoint,
     restore_rng,
 )
-from axlstm.engine.config import ConfigError, config_to_dict, diff_configs
+from axlstm.engine.config import config_to_dict, diff_configs
 from axlstm.engine.optim import WarmupCosine, WarmupPlateau
 from axlstm.engine.task import TrainTask
 
@@ -36,9 +43,11 @@ __all__ = [
     "checkpoint_state",
     "config_changes",
     "find_resume_state",
+    "load_model_state",
     "rank_state",
     "restore_rank",
     "restore_schedule",
+    "stop_on_signals",
 ]
 
 logger = logging.getLogger(__name__)
@@ -46,29 +55,99 @@ logger = logging.getLogger(__name__)
 # Config keys that may change between an interrupted run and its resumption without
 # affecting exactness (they are not reported as differences).
 _BENIGN_CHANGES = ("engine.crash_after_step", "logging.", "data.num_workers", "data.prefetch")
+# What a resume reads besides the model weights and the step.
+_RESUME_KEYS = ("micro_batches", "optimizer", "data")
 
 
 def find_resume_state(
     ckpts: CheckpointManager, run_dir: Path, resume: bool
-) -> dict[str, Any] | None:
-    """The loaded checkpoint to continue from, or ``None`` to start from scratch.
+) -> tuple[dict[str, Any], Path] | None:
+    """The loaded checkpoint to continue from and its path, or ``None`` to start afresh.
+
+    The newest checkpoint is tried first (see :meth:`CheckpointManager.candidates`); one that
+    cannot be used (truncated, corrupt, not a training checkpoint, non-finite weights) is
+    passed over for the newest intact one, with a warning naming both.
 
     Raises:
-        ConfigError: ``run_dir`` already holds a checkpoint but ``resume`` is off.
+        UsageError: ``run_dir`` holds a checkpoint but ``resume`` is off, or ``resume`` is on
+            and it holds none.
+        CheckpointError: every checkpoint is damaged (each is named, with its problem).
     """
-    state = None
-    latest = ckpts.latest()
-    if latest is not None:
-        if not resume:
-            raise ConfigError(
-                f"{run_dir} already holds a checkpoint ({latest}); pass "
-                "--resume to continue it or choose another --out folder"
+    candidates = ckpts.candidates()
+    if not resume:
+        if candidates:
+            raise UsageError(
+                f"{run_dir} already holds a checkpoint ({candidates[0]}); pass --resume to "
+                "continue it or choose another --out folder"
             )
-        state = load_checkpoint(latest)
-        logger.info("resuming from %s (step %d)", latest, state["step"])
-    elif resume:
-        logger.info("no checkpoint in %s: starting from scratch", run_dir)
-    return state
+        return None
+    if not candidates:
+        raise UsageError(
+            f"--resume: {run_dir} holds no checkpoint to continue from (nothing in "
+            f"{ckpts.directory}); run without --resume to start a new run there"
+        )
+    damaged: list[tuple[Path, str]] = []
+    for path in candidates:
+        try:
+            state = load_checkpoint(path)
+            missing = [k for k in _RESUME_KEYS if k not in state]
+            if missing:
+                raise CheckpointError(f"{path}: damaged training checkpoint (no {missing})")
+        except (CheckpointError, OSError) as err:
+            damaged.append((path, str(err)))
+            continue
+        for bad, problem in damaged:
+            logger.warning(
+                "checkpoint %s cannot be used (%s); resuming from %s (step %d) instead",
+                bad,
+                problem,
+                path,
+                state["step"],
+            )
+        logger.info("resuming from %s (step %d)", path, state["step"])
+        return state, path
+    listed = "; ".join(problem for _, problem in damaged)
+    raise CheckpointError(
+        f"--resume: no intact checkpoint in {ckpts.directory}; all {len(damaged)} are "
+        f"damaged: {listed}"
+    )
+
+
+@contextmanager
+def stop_on_signals(request_stop: Callable[[int], None]) -> Iterator[None]:
+    """Within the block the first SIGINT (Ctrl-C) or SIGTERM calls ``request_stop(signum)``:
+    the run finishes its step, writes a checkpoint and ends, to be continued with
+    ``--resume``. A second signal raises :class:`~axlstm.core.interrupt.Interrupted` (a
+    ``KeyboardInterrupt``) at once. A no-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if received:
+            raise Interrupted(signum)
+        received.append(signum)
+        request_stop(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, signal.SIG_DFL if old is None else old)
+
+
+def load_model_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    """Load a checkpoint's weights into the run's model, or say why they do not fit."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        text = " ".join(str(err).split())
+        raise CheckpointError(
+            f"{path} does not fit the model of this run's config (was the model changed with "
+            f"--set?): {text}"
+        ) from err
 
 
 def rank_state(

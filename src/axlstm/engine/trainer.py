@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from axlstm.core.fileio import check_output_dir
 from axlstm.engine.build import (
     build_scheduler,
     check_plateau_metric,
@@ -58,9 +58,11 @@ from axlstm.engine.resume import (
     checkpoint_state,
     config_changes,
     find_resume_state,
+    load_model_state,
     rank_state,
     restore_rank,
     restore_schedule,
+    stop_on_signals,
 )
 from axlstm.engine.seeding import mask_seed, seed_everything
 from axlstm.engine.task import NonFiniteLossError, TrainSummary, TrainTask
@@ -101,7 +103,8 @@ class Trainer:
         run_dir: output folder: config.yaml, run.json, log.jsonl, log.csv, checkpoints/,
             tensorboard/, plots/, summary.json.
         task: the recipe.
-        resume: continue from RUN_DIR/checkpoints/last.pt if it exists (start afresh if not).
+        resume: continue from the newest intact checkpoint in RUN_DIR/checkpoints (an error
+            when there is none).
         callback: progress hooks (rank 0).
     """
 
@@ -149,15 +152,16 @@ class Trainer:
         self.ckpts = CheckpointManager(
             self.run_dir / "checkpoints", e.keep_last, cleanup=self.dist.is_main
         )
-        state = find_resume_state(self.ckpts, self.run_dir, self.resume)
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        found = find_resume_state(self.ckpts, self.run_dir, self.resume)
+        state = found[0] if found is not None else None
+        if self.dist.is_main:  # an unwritable run folder fails now, not at the first save
+            check_output_dir(self.ckpts.directory, "run folder")
 
         # The model is initialised identically on every rank, whatever the world size.
         torch.manual_seed(e.seed)
         model = self.task.build_model()
-        if state is not None:
-            model.load_state_dict(state["model"])
+        if found is not None:
+            load_model_state(model, *found)
         self.model = model.to(dev)
         names = getattr(self.task, "metric_names", None)
         self.metric_names = [str(n) for n in names(model)] if callable(names) else []
@@ -253,30 +257,30 @@ class Trainer:
     def fit(self) -> TrainSummary:
         """Train to ``total_steps`` (from a checkpoint with ``resume``); returns a summary."""
         t_start = time.perf_counter()
-        previous_handler = None
-        if threading.current_thread() is threading.main_thread():
-            # A scheduler's SIGTERM (pre-emption, time limit) ends the run cleanly: the current
-            # step finishes, a checkpoint is written, and --resume continues from it.
-            previous_handler = signal.signal(signal.SIGTERM, self._request_stop)
         try:
-            self._setup()
-            if self.dist.is_main:
-                self.callback.on_start(self)
-            self._loop()
-            if self._saved_step != self.step:
-                self._save()
-            summary = self._finish(time.perf_counter() - t_start)
+            # Ctrl-C or a scheduler's SIGTERM (pre-emption, time limit) ends the run cleanly:
+            # the current step finishes, a checkpoint is written, --resume continues from it;
+            # a second signal aborts at once.
+            with stop_on_signals(self._request_stop):
+                self._setup()
+                if self.dist.is_main:
+                    self.callback.on_start(self)
+                self._loop()
+                if self._saved_step != self.step:
+                    self._save()
+                summary = self._finish(time.perf_counter() - t_start)
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
             if getattr(self, "metrics", None) is not None:
                 self.metrics.close()
             if hasattr(self, "dist"):
                 teardown_distributed(self.dist)
         return summary
 
-    def _request_stop(self, signum, frame) -> None:
-        logger.warning("received signal %d: stopping after this step with a checkpoint", signum)
+    def _request_stop(self, signum: int) -> None:
+        logger.warning(
+            "received %s: stopping after this step with a checkpoint (again: abort at once)",
+            signal.Signals(signum).name,
+        )
         self._stop_requested = True
 
     def _loop(self) -> None:

@@ -218,7 +218,21 @@ def pretrain(
     """Run masked spectrogram pretraining; see :class:`axlstm.engine.Trainer`.
 
     Args:
+        run_dir: the run folder (created; checked for writability before any work).
+        resume: continue from the newest intact checkpoint in ``run_dir/checkpoints``
+            (damaged ones are passed over with a warning).
         model: train this model instead of building ``cfg.model`` (any
             :class:`axlstm.models.Encoder`).
+
+    Ctrl-C or SIGTERM ends the run after the current step with a checkpoint
+    (``summary.stopped_early``); a second signal raises ``KeyboardInterrupt`` at once.
+
+    Raises:
+        UsageError: ``resume`` without a checkpoint in ``run_dir``, or a checkpoint there
+            without ``resume``.
+        CheckpointError: every checkpoint is damaged, or the one found does not fit the model.
+        OutputError: ``run_dir`` cannot be written.
+        InputError: the data holds no usable clip.
+        NonFiniteLossError: the loss became NaN or infinite (the last good checkpoint is kept).
     """
     return Trainer(cfg, run_dir, MaskedSpecTask(cfg, model), resume, callback).fit()
