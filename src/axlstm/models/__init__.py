@@ -5,6 +5,7 @@ from axlstm.models import axlstm as _axlstm  # noqa: F401  (registers presets)
 from axlstm.models import ssam as _ssam  # noqa: F401
 from axlstm.models import ssast as _ssast  # noqa: F401
 from axlstm.models.base import EncoderBase
+from axlstm.models.classifier import POOLINGS, AudioClassifier, ClassifierHead, pool_tokens
 from axlstm.models.config import ModelConfig
 from axlstm.models.interface import Encoder, LayerChoice, PretrainStep, Reconstruction
 from axlstm.models.msm import MaskedSpecModel, MSMOutput
@@ -20,12 +21,16 @@ from axlstm.models.registry import (
 )
 from axlstm.models.ssamba import SSAMBA, SSAMBAConfig
 from axlstm.models.ssast_config import SSASTFrameworkConfig
+from axlstm.models.ssast_finetune import SSASTClassifier, finetune_encoder
 from axlstm.models.ssast_framework import SSASTFramework, SSASTOutput
 from axlstm.models.ssast_original import SSASTOrigConfig, SSASTOriginal
 
 __all__ = [
     "MODEL_CLASSES",
+    "POOLINGS",
     "SSAMBA",
+    "AudioClassifier",
+    "ClassifierHead",
     "Encoder",
     "EncoderBase",
     "LayerChoice",
@@ -35,6 +40,7 @@ __all__ = [
     "PretrainStep",
     "Reconstruction",
     "SSAMBAConfig",
+    "SSASTClassifier",
     "SSASTFramework",
     "SSASTFrameworkConfig",
     "SSASTOrigConfig",
@@ -42,9 +48,11 @@ __all__ = [
     "SSASTOutput",
     "build_preset",
     "create_model",
+    "finetune_encoder",
     "is_model",
     "list_models",
     "model_class_name",
+    "pool_tokens",
     "register_model",
     "register_model_class",
 ]
