@@ -50,7 +50,8 @@ def sample_rng(*keys: int) -> np.random.Generator:
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack crops into ``spec (B, 1, T, F)``; gather names, skip events and positions.
+    """Stack crops into ``spec (B, 1, T, F)`` (and labelled items' targets into ``target``);
+    gather names, skip events and positions.
 
     An item that carries an ``error`` (data that cannot be used at all, found in a worker)
     makes the batch ``{"error": message}``; the stream raises it in the training process.
@@ -63,6 +64,8 @@ def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "skipped": [s for it in items for s in it["skipped"]],
         "names": [it["name"] for it in items],
     }
+    if "target" in items[0]:  # labelled data (fine-tuning): (B, K) float targets
+        batch["target"] = torch.stack([torch.as_tensor(it["target"]) for it in items])
     if "index" in items[0]:
         batch["index"] = torch.tensor([it["index"] for it in items], dtype=torch.int64)
     if "position" in items[-1]:
@@ -93,7 +96,8 @@ class IndexedDataset(Dataset):
     ``index``, ``name`` and the ``skipped`` events ``(reason, name)`` met on the way.
 
     Args:
-        source: indexable source (``len`` and ``load(i, processor, rng)``).
+        source: indexable source (``len`` and ``load(i, processor, rng)``, which returns the
+            crop, or a dict holding the crop as ``spec`` and more, e.g. a ``target``).
         processor: crop maker.
         seed: data seed.
         max_attempts: draws before giving up on sample ``g``.
@@ -142,11 +146,13 @@ class IndexedDataset(Dataset):
             item = self.item_of(g, attempt)
             rng = sample_rng(self.seed, _TAG_CROP, g, attempt)
             try:
-                spec = self.source.load(item, self.processor, rng)
+                loaded = self.source.load(item, self.processor, rng)
             except BadItem as bad:
                 skipped.append((bad.reason, bad.name))
                 continue
-            return {"spec": spec, "index": g, "name": self.source.name(item), "skipped": skipped}
+            # a source gives the crop, or a dict of the crop ("spec") and its "target"
+            fields = loaded if isinstance(loaded, dict) else {"spec": loaded}
+            return {**fields, "index": g, "name": self.source.name(item), "skipped": skipped}
         message = self._unusable(g, skipped)
         if self.errors_as_items:
             return {"error": message}

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from axlstm.engine.config import ConfigError
-from axlstm.engine.optim import WarmupCosine, WarmupPlateau, build_optimizer
+from axlstm.engine.optim import WarmupCosine, WarmupPlateau, WarmupStep, build_optimizer
 
 __all__ = [
     "build_scheduler",
@@ -46,8 +46,11 @@ def micro_batch_size(global_batch: int, world: int, accum: int) -> int:
     return global_batch // (world * accum)
 
 
-def configure_optimizer(model: nn.Module, optim: Any, peak_lr: float) -> torch.optim.Optimizer:
-    """The optimiser ``optim`` (the config's ``optim`` section) names, at ``peak_lr``."""
+def configure_optimizer(
+    model: nn.Module, optim: Any, peak_lr: float, groups: list[dict] | None = None
+) -> torch.optim.Optimizer:
+    """The optimiser ``optim`` (the config's ``optim`` section) names, at ``peak_lr``, over
+    ``groups`` when the task made its own parameter groups."""
     return build_optimizer(
         model,
         peak_lr,
@@ -56,6 +59,7 @@ def configure_optimizer(model: nn.Module, optim: Any, peak_lr: float) -> torch.o
         optim.eps,
         name=optim.name,
         decay_scope=optim.weight_decay_scope,
+        groups=groups,
     )
 
 
@@ -70,10 +74,29 @@ def check_plateau_metric(schedule: Any, metric_names: list[str]) -> None:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: Any, peak_lr: float, warmup: int, total: int
-) -> WarmupCosine | WarmupPlateau:
-    """The schedule ``cfg.schedule`` asks for: warm-up, then ReduceLROnPlateau or a cosine."""
+    optimizer: torch.optim.Optimizer,
+    cfg: Any,
+    peak_lr: float,
+    warmup: int,
+    total: int,
+    steps_per_epoch: int = 1,
+) -> WarmupCosine | WarmupPlateau | WarmupStep:
+    """The schedule ``cfg.schedule`` asks for: warm-up, then ReduceLROnPlateau, epoch steps
+    or a cosine."""
     sched = cfg.schedule
+    if sched.decay == "step":
+        return WarmupStep(
+            optimizer,
+            peak_lr,
+            warmup,
+            total,
+            cfg.optim.min_lr,
+            sched.warmup_stair,
+            steps_per_epoch=steps_per_epoch,
+            start=sched.step_start_epoch,
+            every=sched.step_every_epochs,
+            factor=sched.step_factor,
+        )
     if sched.decay == "plateau":
         return WarmupPlateau(
             optimizer,

@@ -123,6 +123,9 @@ class ScheduleConfig(ConfigBase):
         plateau_mode: "max" (accuracy) or "min" (a loss).
         plateau_factor, plateau_patience, plateau_threshold: ReduceLROnPlateau's factor (0.5),
             patience (2) and relative threshold (1e-4).
+        step_start_epoch, step_every_epochs, step_factor: with ``decay: step`` the lr is
+            multiplied by ``step_factor`` at the start of epochs ``start, start + every, ...``
+            (0-based; the SSAST/SSAMBA fine-tuning schedule, e.g. x0.85 every epoch from 6).
     """
 
     epochs: float = 100.0
@@ -131,7 +134,10 @@ class ScheduleConfig(ConfigBase):
     max_steps: int | None = None
     warmup_steps: int | None = None
     warmup_stair: int = 1
-    decay: Literal["cosine", "plateau"] = "cosine"
+    decay: Literal["cosine", "plateau", "step"] = "cosine"
+    step_start_epoch: float = 0.0
+    step_every_epochs: float = 1.0
+    step_factor: float = 0.85
     plateau_every: int = 4000
     plateau_metric: str = "acc"
     plateau_mode: Literal["max", "min"] = "max"
@@ -153,6 +159,10 @@ class ScheduleConfig(ConfigBase):
                 "schedule.warmup_stair and schedule.plateau_every must be >= 1, "
                 "schedule.plateau_patience >= 0"
             )
+        if self.step_start_epoch < 0 or self.step_every_epochs <= 0:
+            raise ConfigError("schedule.step_start_epoch >= 0 and step_every_epochs > 0")
+        if not 0.0 < self.step_factor <= 1.0:
+            raise ConfigError(f"schedule.step_factor must be in (0, 1], got {self.step_factor}")
         if not 0.0 < self.plateau_factor < 1.0 or self.plateau_threshold < 0:
             raise ConfigError(
                 "schedule.plateau_factor must be in (0, 1) and schedule.plateau_threshold >= 0"

@@ -85,6 +85,18 @@ class MetricsWriter:
             kept = [r for r in read_records(self.jsonl_path) if r.get("step", 0) <= resume_step]
         self._rewrite(kept, csv_log)
         self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")  # noqa: SIM115
+        # validation records (tasks that validate, e.g. fine-tuning) go to valid.jsonl
+        self.valid_path = self.run_dir / "valid.jsonl"
+        valid_kept = []
+        if resume_step is not None:
+            valid_kept = [
+                r for r in read_records(self.valid_path) if r.get("step", 0) <= resume_step
+            ]
+        if valid_kept or self.valid_path.exists():
+            tmp = self.valid_path.with_name(".valid.jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in valid_kept), encoding="utf-8")
+            os.replace(tmp, self.valid_path)
+        self._valid = None
         self._csv_file = None
         self._csv = None
         if csv_log:
@@ -130,8 +142,23 @@ class MetricsWriter:
             for reason, n in (record.get("skipped") or {}).items():
                 self.tb.add_scalar(f"skipped/{reason}", n, step)
 
+    def write_valid(self, record: dict[str, Any]) -> None:
+        """A validation record (``step``, ``epoch`` and scores) to valid.jsonl and to
+        TensorBoard as ``valid/NAME``."""
+        record = _json_safe(record)
+        if self._valid is None:
+            self._valid = open(self.valid_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._valid.write(json.dumps(record) + "\n")
+        self._valid.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                    self.tb.add_scalar(f"valid/{key}", value, int(record["step"]))
+
     def close(self) -> None:
         self._jsonl.close()
+        if self._valid is not None:
+            self._valid.close()
         if self._csv_file is not None:
             self._csv_file.close()
         if self.tb is not None:

@@ -20,6 +20,7 @@ __all__ = [
     "OPTIMIZERS",
     "WarmupCosine",
     "WarmupPlateau",
+    "WarmupStep",
     "build_optimizer",
     "param_groups_weight_decay",
 ]
@@ -61,6 +62,7 @@ def build_optimizer(
     fused: bool | None = None,
     name: str = "adamw",
     decay_scope: str = "weights",
+    groups: list[dict[str, Any]] | None = None,
 ) -> torch.optim.Optimizer:
     """AdamW (or Adam) over the trainable parameters.
 
@@ -70,10 +72,14 @@ def build_optimizer(
         decay_scope: "weights" (:func:`param_groups_weight_decay`: no decay for biases and
             tensors with ndim <= 1) or "all" (one group, every trainable parameter decayed, as
             the official SSAST and SSAMBA optimisers over ``model.parameters()``).
+        groups: parameter groups made by the caller (each with ``params``, ``weight_decay``
+            and optionally ``lr_scale``), used instead of ``decay_scope``.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
-    if decay_scope == "weights":
+    if groups is not None:
+        pass
+    elif decay_scope == "weights":
         groups = param_groups_weight_decay(model, weight_decay)
     elif decay_scope == "all":
         params = [p for p in model.parameters() if p.requires_grad]
@@ -155,6 +161,49 @@ class WarmupCosine:
         self.warmup_steps = int(state["warmup_steps"])
         self.total_steps = int(state["total_steps"])
         self.stair = int(state.get("stair", 1))
+
+
+class WarmupStep(WarmupCosine):
+    """Per-step learning rate: linear warm-up, then the peak multiplied by ``factor`` at the
+    start of epochs ``start, start + every, ...`` (0-based epoch ``s // steps_per_epoch``), the
+    schedule of the SSAST/SSAMBA fine-tuning recipes (``MultiStepLR`` stepped once per epoch
+    with milestones ``range(start, 1000, every)``); never below ``min_lr``."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        peak_lr: float,
+        warmup_steps: int,
+        total_steps: int,
+        min_lr: float = 0.0,
+        stair: int = 1,
+        *,
+        steps_per_epoch: int,
+        start: float,
+        every: float,
+        factor: float,
+    ) -> None:
+        super().__init__(optimizer, peak_lr, warmup_steps, total_steps, min_lr, stair)
+        if steps_per_epoch < 1 or every <= 0 or not 0.0 < factor <= 1.0 or start < 0:
+            raise ValueError("need steps_per_epoch >= 1, every > 0, 0 < factor <= 1 and start >= 0")
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.start, self.every, self.factor = float(start), float(every), float(factor)
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return _warmup_lr(self.peak_lr, step, self.warmup_steps, self.stair)
+        epoch = step // self.steps_per_epoch
+        passed = 0 if epoch < self.start else int((epoch - self.start) // self.every) + 1
+        return max(self.min_lr, self.peak_lr * self.factor**passed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "steps_per_epoch": self.steps_per_epoch,
+            "start": self.start,
+            "every": self.every,
+            "factor": self.factor,
+        }
 
 
 class WarmupPlateau:

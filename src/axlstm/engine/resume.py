@@ -195,6 +195,7 @@ def checkpoint_state(
         "data": [r["data"] for r in ranks],
         "skipped": [r["skipped"] for r in ranks],
         "config": config_to_dict(cfg),
+        "task": task.state_dict() if hasattr(task, "state_dict") else None,
         "time": time.time(),
     }
 

@@ -24,7 +24,21 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TrainTask(Protocol):
-    """What the trainer needs from a recipe."""
+    """What the trainer needs from a recipe.
+
+    Optional members, used when present:
+
+    - ``metric_names(model) -> list[str]``: metrics ``training_loss`` returns beside the loss;
+    - ``validate_every: int`` and ``validate(model, step, run_dir) -> dict[str, float]``: a
+      validation every that many steps and at the end (rank 0, model in eval mode, no
+      gradients), logged as ``valid/NAME``; it runs before a checkpoint of the same step is
+      written;
+    - ``param_groups(model) -> list[dict]``: the optimiser's parameter groups (``params``,
+      ``weight_decay``, ``lr_scale``) instead of the engine's decay rule;
+    - ``state_dict() -> dict`` and ``load_state_dict(state)``: the task's own progress (e.g.
+      the best validation score, weight averages), saved in every checkpoint and restored
+      on resume; tensors and plain values only.
+    """
 
     def build_model(self) -> nn.Module: ...
 
@@ -45,10 +59,15 @@ class TrainTask(Protocol):
     ) -> DataStream: ...
 
     def training_loss(
-        self, model: nn.Module, spec: torch.Tensor, generator: torch.Generator
+        self,
+        model: nn.Module,
+        spec: torch.Tensor,
+        generator: torch.Generator,
+        target: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of a batch; or ``(loss, metrics)`` with scalar tensors named by
-        ``metric_names`` (optional method), which are averaged and logged like the loss."""
+        ``metric_names`` (optional method), which are averaged and logged like the loss.
+        Labelled data (items with a ``target``) pass the batch's ``(B, K)`` targets."""
         ...
 
     def finish(self, model: nn.Module, spec: torch.Tensor | None, run_dir: Path) -> None: ...

@@ -182,8 +182,10 @@ class Trainer:
         total, warmup, spe = cfg.schedule.resolve(self.data.num_items, cfg.optim.global_batch)
         self.total_steps, self.steps_per_epoch = total, spe
         self.peak_lr = cfg.optim.peak_lr()
-        self.optimizer = configure_optimizer(self.model, cfg.optim, self.peak_lr)
-        self.scheduler = build_scheduler(self.optimizer, cfg, self.peak_lr, warmup, total)
+        make_groups = getattr(self.task, "param_groups", None)
+        groups = make_groups(self.model) if callable(make_groups) else None
+        self.optimizer = configure_optimizer(self.model, cfg.optim, self.peak_lr, groups)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.peak_lr, warmup, total, spe)
         self.scaler = self.precision.grad_scaler()
         self.mask_generator = torch.Generator(device=dev)
         if state is not None:
@@ -231,6 +233,8 @@ class Trainer:
         self.micro_batches = int(state["micro_batches"])
         self.last_loss = state.get("loss")
         self._intervals.load_state_dict(state)
+        if state.get("task") is not None and hasattr(self.task, "load_state_dict"):
+            self.task.load_state_dict(state["task"])  # e.g. best score, weight averages
         restore_schedule(self.scheduler, state.get("scheduler", {}))
         rank, world = self.dist.rank, self.dist.world_size
         self.skip_counts = restore_rank(state, rank, world, self.mask_generator)
@@ -297,6 +301,7 @@ class Trainer:
         metric_acc = torch.zeros(len(self.metric_names), device=dev)
         plateau = cfg.schedule.decay == "plateau"
         plateau_every = cfg.schedule.plateau_every
+        validate_every = int(getattr(self.task, "validate_every", 0) or 0)
         acc_steps = 0
         log_clips = 0
         t_log = t_step = time.perf_counter()
@@ -310,6 +315,7 @@ class Trainer:
                 self.data.advance(batch)
                 note_skips(batch["skipped"], self.skip_counts, self._named_skips, self.dist)
                 spec = batch["spec"].to(dev, non_blocking=True)
+                labelled = {"target": batch["target"].to(dev)} if "target" in batch else {}
                 self.mask_generator.manual_seed(mask_seed(e.seed, rank, self.micro_batches))
                 sync = (
                     self.train_model.no_sync()
@@ -318,7 +324,9 @@ class Trainer:
                 )
                 with sync:
                     with self.precision.autocast():
-                        loss = self.task.training_loss(self.train_model, spec, self.mask_generator)
+                        loss = self.task.training_loss(
+                            self.train_model, spec, self.mask_generator, **labelled
+                        )
                     loss, extra = loss if isinstance(loss, tuple) else (loss, {})
                     self.scaler.scale(loss / accum).backward()
                 step_loss += loss.detach().float() / accum
@@ -337,6 +345,7 @@ class Trainer:
             acc_steps += 1
 
             next_step = self.step + 1
+            final = next_step == self.total_steps
             logging_now = next_step % log_every == 0 or next_step == self.total_steps
             saving_now = next_step % ckpt_every == 0 or next_step == self.total_steps
             plateau_now = plateau and next_step % plateau_every == 0
@@ -390,6 +399,8 @@ class Trainer:
                 loss_mean, metrics = self._intervals.take_log_means()
                 self._log(lr, loss_mean, log_clips, now - t_log, grad_norm, metrics)
                 log_clips, t_log = 0, now
+            if validate_every and (self.step % validate_every == 0 or final):
+                self._validate()  # before saving: the task's state follows the validation
             if saving_now or stop_now:
                 self._save()
             if e.crash_after_step == self.step:
@@ -455,6 +466,17 @@ class Trainer:
             record["grad_norm"] = grad_norm
         self.metrics.write(record)
         self.callback.on_log(self, record)
+
+    def _validate(self) -> None:
+        """The task's validation (rank 0; the others wait), logged to valid.jsonl."""
+        if self.dist.is_main:
+            self.model.eval()
+            with torch.no_grad():
+                scores = self.task.validate(self.model, self.step, self.run_dir)
+            self.model.train()
+            record = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4)}
+            self.metrics.write_valid({**record, **scores})
+        barrier(self.dist)
 
     def _save(self) -> None:
         mine = rank_state(self.mask_generator, self.data, self.skip_counts)
