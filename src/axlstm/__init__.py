@@ -5,6 +5,7 @@ Entry points:
     load_official(path, arch, **overrides) an official AxLSTM/SSAST/SSAMBA checkpoint
     load_model(dir)                        a release folder (config.json + model.safetensors)
     embed(model, wave, sample_rate=...)    scene and frame embeddings of any audio
+    load_classifier(dir).predict(files)    labels from a fine-tuned classifier release
     axlstm.audio.load_audio / log_mel      audio in, log-mel features out
 
 Every model implements one interface, :class:`axlstm.models.Encoder`.
@@ -32,6 +33,16 @@ __all__ = [
     "create_model",
     "embed",
     "list_models",
+    "load_classifier",
     "load_model",
     "load_official",
 ]
+
+
+def __getattr__(name: str):
+    # imported on first use: fine-tuning pulls in the training engine and evaluation
+    if name == "load_classifier":
+        from axlstm.finetune.release import load_classifier
+
+        return load_classifier
+    raise AttributeError(f"module 'axlstm' has no attribute {name!r}")

@@ -24,7 +24,10 @@ from axlstm.cli import (
     embed,
     evaluate,
     export,
+    finetune,
     models,
+    predict,
+    prepare_data,
     pretrain,
     shards,
     tasks,
@@ -32,7 +35,20 @@ from axlstm.cli import (
 from axlstm.core.errors import AxlstmError, ConfigError, UsageError
 from axlstm.core.interrupt import Interrupted, terminate_as_interrupt
 
-COMMANDS = (benchmark, convert, embed, evaluate, export, models, pretrain, shards, tasks)
+COMMANDS = (
+    benchmark,
+    convert,
+    embed,
+    evaluate,
+    export,
+    finetune,
+    models,
+    predict,
+    prepare_data,
+    pretrain,
+    shards,
+    tasks,
+)
 
 #: Exit codes.
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130

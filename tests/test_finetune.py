@@ -1,0 +1,203 @@
+"""Fine-tuning on the engine: the debug recipe end to end, exact resume, k-fold runs, the
+training modes and learning-rate layout, the losses, the step schedule."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from axlstm.cli.main import main
+from axlstm.core.errors import UsageError
+from axlstm.engine.optim import WarmupStep
+from axlstm.engine.trainer import TrainerCallback
+from axlstm.finetune.classify import build_classifier, param_groups, set_trainable
+from axlstm.finetune.config import FinetuneModelConfig
+from axlstm.finetune.release import load_classifier
+from axlstm.models import create_model
+from axlstm.recipes.finetune import finetune, load_finetune_config
+
+SR = 16000
+
+
+def tone_task(root: Path, folds: int = 0, per_class: int = 6) -> Path:
+    """A manifest of two classes (low and high tones), with folds or train/valid/test."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = ["path,label,split"]
+    for label, f0 in (("low", 300.0), ("high", 2500.0)):
+        for i in range(per_class):
+            t = np.arange(int(0.6 * SR)) / SR
+            wave = 0.3 * np.sin(2 * np.pi * f0 * (1 + 0.05 * rng.random()) * t)
+            wave += 0.01 * rng.standard_normal(t.size)
+            name = f"{label}_{i}.wav"
+            sf.write(root / name, wave.astype(np.float32), SR)
+            if folds:
+                split = f"fold{i % folds + 1}"
+            else:
+                split = ("train", "train", "train", "train", "valid", "test")[i % 6]
+            rows.append(f"{name},{label},{split}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root / "labels.csv"
+
+
+def cfg_for(data: Path, *overrides: str):
+    base = [
+        f"data.source={data}",
+        "data.clip_seconds=0.5",
+        "optim.global_batch=4",
+        "schedule.epochs=3",
+        "validation.average_from=null",
+        "validation.average_to=null",
+    ]
+    return load_finetune_config("debug", [*base, *overrides])
+
+
+class StopAt(TrainerCallback):
+    """Asks the trainer to stop (as Ctrl-C does) once it reaches ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step(self, trainer, metrics) -> None:
+        if trainer.step == self.step:
+            trainer._stop_requested = True
+
+
+def test_debug_recipe_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AXLSTM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["finetune", "--config", "debug", "--out", str(out), "--max-steps", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert "acc:" in printed and "report:" in printed
+    for name in ("results.json", "summary.json", "report.md", "labels.json", "valid.jsonl",
+                 "best.pt", "plots/validation.png", "classifier/labels.json"):  # fmt: skip
+        assert (out / name).exists(), name
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["scores"]) >= {"final", "best"}
+    assert 0.0 <= results["scores"]["final"]["acc"] <= 1.0
+    clf = load_classifier(out / "classifier")
+    assert len(clf.labels) == 6  # the timbre task
+    # a finished run is not overwritten; --resume of a finished run keeps its results
+    assert main(["finetune", "--config", "debug", "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_interrupted_run_resumes_exactly(tmp_path):
+    data = tone_task(tmp_path / "data")
+    cfg = cfg_for(data)
+    whole = finetune(cfg, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg, tmp_path / "cut", callback=StopAt(3))
+    resumed = finetune(cfg, tmp_path / "cut", resume=True)
+    assert resumed["runs"]["run"]["scores"] == whole["runs"]["run"]["scores"]
+    a = torch.load(tmp_path / "whole" / "best.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "best.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_checks(tmp_path):
+    data = tone_task(tmp_path / "data")
+    with pytest.raises(UsageError, match="nothing to resume"):
+        finetune(cfg_for(data), tmp_path / "none", resume=True)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(cfg_for(data), tmp_path / "run", callback=StopAt(1))
+    other = tone_task(tmp_path / "other")
+    text = other.read_text().replace(",low,", ",quiet,")
+    other.write_text(text)
+    with pytest.raises(UsageError, match="vocabulary"):
+        finetune(cfg_for(other), tmp_path / "run", resume=True)
+
+
+def test_k_fold_runs_report_mean_and_interval(tmp_path):
+    data = tone_task(tmp_path / "data", folds=3)
+    summary = finetune(cfg_for(data, "schedule.epochs=1"), tmp_path / "kfold")
+    assert sorted(summary["runs"]) == ["fold01", "fold02", "fold03"]
+    acc = summary["scores"]["acc"]
+    assert acc["n"] == 3 and len(acc["values"]) == 3
+    assert acc["mean"] == pytest.approx(np.mean(acc["values"]))
+    assert acc["ci95"] is not None and acc["ci95"] >= 0
+    for fold in ("fold01", "fold02", "fold03"):
+        result = json.loads((tmp_path / "kfold" / fold / "results.json").read_text())
+        assert result["reported"] == "final"  # never a best picked on the held-out fold
+
+
+@pytest.mark.parametrize("mode", ["full", "last_k", "frozen"])
+def test_modes_train_what_they_say(mode):
+    encoder = create_model("test_axlstm")
+    cfg = FinetuneModelConfig(source="test_axlstm", mode=mode, last_k=1)
+    model = build_classifier(cfg, encoder, 3, 50)
+    set_trainable(model, mode, 1, torch.zeros(1, 1, 50, 80))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n in trainable if n.startswith("mlp_head.")} == {
+        "mlp_head.0.weight", "mlp_head.0.bias", "mlp_head.1.weight", "mlp_head.1.bias"
+    }  # fmt: skip
+    assert not any("pred" in n or "mask_token" in n for n in trainable)  # unused: never
+    blocks = {n.split(".")[2] for n in trainable if n.startswith("encoder.blocks.")}
+    expected = {"full": {"0", "1"}, "last_k": {"1"}, "frozen": set()}[mode]
+    assert blocks == expected
+    assert ("encoder.patch_embed.proj.weight" in trainable) == (mode == "full")
+
+
+def test_param_groups_scale_layers_and_head():
+    model = build_classifier(
+        FinetuneModelConfig(source="test_axlstm"), create_model("test_axlstm"), 3, 50
+    )
+    set_trainable(model, "full", 1, torch.zeros(1, 1, 50, 80))
+    groups = param_groups(model, 0.05, head_lr_mult=3.0, layer_decay=0.5)
+    scale = {id(p): (g["lr_scale"], g["weight_decay"]) for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    L = model.encoder.num_layers  # 2: embeddings 0.5**3, block 0 0.5**2, block 1 0.5
+    assert scale[id(named["encoder.patch_embed.proj.weight"])] == (0.5 ** (L + 1), 0.05)
+    assert scale[id(named["encoder.patch_embed.proj.bias"])] == (0.5 ** (L + 1), 0.0)
+    block0 = next(n for n in named if n.startswith("encoder.blocks.0.") and named[n].ndim > 1)
+    assert scale[id(named[block0])] == (0.5**L, 0.05)
+    assert scale[id(named["mlp_head.1.weight"])] == (3.0, 0.05)
+
+
+def test_step_schedule_is_multistep_by_epoch():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = WarmupStep(opt, 1.0, 0, 100, steps_per_epoch=10, start=2, every=2, factor=0.5)
+    lrs = [sched.lr_at(s) for s in (0, 19, 20, 39, 40, 60)]
+    # epochs 0-1 at the peak, 2-3 halved, 4-5 quartered, 6 an eighth (MultiStepLR at 2, 4, 6)
+    assert lrs == [1.0, 1.0, 0.5, 0.5, 0.25, 0.125]
+
+
+def test_losses(tmp_path):
+    data = tone_task(tmp_path / "data")
+    for kind in ("bce", "ce"):
+        cfg = cfg_for(data, f"loss.kind={kind}", "loss.label_smoothing=0.1", "schedule.epochs=1")
+        summary = finetune(cfg, tmp_path / kind)
+        assert math.isfinite(summary["scores"]["loss"]["mean"])
+
+
+@pytest.mark.parametrize("family", ["test_ssast_orig", "test_ssamba", "test_ssast"])
+def test_every_family_fine_tunes_and_releases(tmp_path, family):
+    data = tone_task(tmp_path / "data")
+    cfg = cfg_for(data, f"model.source={family}", "model.fstride=10", "model.tstride=10",
+                  "schedule.max_steps=2")  # fmt: skip
+    summary = finetune(cfg, tmp_path / "run")
+    assert 0.0 <= summary["scores"]["acc"]["mean"] <= 1.0
+    clf = load_classifier(tmp_path / "run" / "classifier")
+    assert clf.labels == ["high", "low"]
+
+
+def test_the_release_predicts_what_the_run_scored(tmp_path):
+    import axlstm
+
+    data = tone_task(tmp_path / "data", per_class=12)
+    cfg = cfg_for(data, "data.clip_seconds=0.25", "schedule.epochs=2")
+    finetune(cfg, tmp_path / "run")
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    clf = axlstm.load_classifier(tmp_path / "run" / "classifier")
+    rows = [r.split(",") for r in data.read_text().splitlines()[1:]]
+    test = [(str(data.parent / r[0]), r[1]) for r in rows if r[2] == "test"]
+    preds = clf.predict([p for p, _ in test], top_k=1)
+    acc = np.mean([p.labels[0] == label for p, (_, label) in zip(preds, test, strict=True)])
+    # 0.6 s clips, 0.25 s windows: several half-overlapping windows per clip, as in scoring
+    assert acc == pytest.approx(result["scores"][result["weights_released"]]["acc"])
