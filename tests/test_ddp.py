@@ -112,3 +112,21 @@ def test_cli_under_torchrun(tmp_path):
     assert ck["world_size"] == 2 and ck["data"][0] == ck["data"][1]  # one global position
     assert json.loads((out / "run.json").read_text())["backend"] == "gloo"
     assert (out / "plots" / "loss.png").is_file()
+
+
+def test_finetune_under_torchrun(tmp_path):
+    from test_finetune import tone_task
+
+    data = tone_task(tmp_path / "data")
+    out = tmp_path / "ft"
+    args = ["-m", "axlstm.cli.main", "finetune", "--config", "debug", "--data", str(data)]
+    args += ["--out", str(out), "--max-steps", "3", "--set", "data.clip_seconds=0.5"]
+    args += ["optim.global_batch=4", "logging.plots=false", "validation.average_from=null"]
+    args += ["validation.average_to=null", "engine.num_threads=1"]
+    proc = torchrun(args, cwd=tmp_path)
+    assert proc.stdout.count("acc:") == 1  # only rank 0 reports
+    ck = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert ck["world_size"] == 2 and ck["step"] == 3
+    assert ck["task"]["best"] is not None  # the validation ran (rank 0) and was saved
+    assert (out / "classifier" / "labels.json").is_file()
+    assert json.loads((out / "results.json").read_text())["scores"]["final"]["acc"] >= 0

@@ -75,7 +75,7 @@ def test_debug_recipe_end_to_end(tmp_path, monkeypatch, capsys):
     assert main(["finetune", "--config", "debug", "--out", str(out), "--max-steps", "8"]) == 0
     printed = capsys.readouterr().out
     assert "acc:" in printed and "report:" in printed
-    for name in ("results.json", "summary.json", "report.md", "labels.json", "valid.jsonl",
+    for name in ("results.json", "summary.json", "report.md", "labels.json", "valid.jsonl", "valid.csv",
                  "best.pt", "plots/validation.png", "classifier/labels.json"):  # fmt: skip
         assert (out / name).exists(), name
     results = json.loads((out / "results.json").read_text())
@@ -176,7 +176,7 @@ def test_losses(tmp_path):
         assert math.isfinite(summary["scores"]["loss"]["mean"])
 
 
-@pytest.mark.parametrize("family", ["test_ssast_orig", "test_ssamba", "test_ssast"])
+@pytest.mark.parametrize("family", ["test_ssast_orig", "test_ssamba", "test_ssast", "test_ssam"])
 def test_every_family_fine_tunes_and_releases(tmp_path, family):
     data = tone_task(tmp_path / "data")
     cfg = cfg_for(data, f"model.source={family}", "model.fstride=10", "model.tstride=10",

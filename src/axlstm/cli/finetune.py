@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             summary = finetune(cfg, args.out, resume=args.resume, callback=callback)
     finally:
         callback.on_end(None, None)
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return 0  # rank 0 reports
     for name, s in summary["scores"].items():
         ci = f" ± {s['ci95']:.4f}" if s["ci95"] is not None else ""
         print(f"{name}: {s['mean']:.4f}{ci} ({s['n']} run{'s' if s['n'] > 1 else ''})")

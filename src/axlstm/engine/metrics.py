@@ -97,6 +97,8 @@ class MetricsWriter:
             tmp.write_text("".join(json.dumps(r) + "\n" for r in valid_kept), encoding="utf-8")
             os.replace(tmp, self.valid_path)
         self._valid = None
+        self._valid_records = valid_kept
+        self._csv_log = csv_log
         self._csv_file = None
         self._csv = None
         if csv_log:
@@ -143,13 +145,22 @@ class MetricsWriter:
                 self.tb.add_scalar(f"skipped/{reason}", n, step)
 
     def write_valid(self, record: dict[str, Any]) -> None:
-        """A validation record (``step``, ``epoch`` and scores) to valid.jsonl and to
-        TensorBoard as ``valid/NAME``."""
+        """A validation record (``step``, ``epoch`` and scores) to valid.jsonl, valid.csv and
+        TensorBoard (as ``valid/NAME``)."""
         record = _json_safe(record)
         if self._valid is None:
             self._valid = open(self.valid_path, "a", encoding="utf-8")  # noqa: SIM115
         self._valid.write(json.dumps(record) + "\n")
         self._valid.flush()
+        self._valid_records.append(record)
+        if self._csv_log:  # valid.csv: few rows (one per validation), rewritten whole
+            fields = list(dict.fromkeys(k for r in self._valid_records for k in r))
+            tmp = self.run_dir / ".valid.csv.tmp"
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                writer = csv.DictWriter(f, fields)
+                writer.writeheader()
+                writer.writerows(self._valid_records)
+            os.replace(tmp, self.run_dir / "valid.csv")
         if self.tb is not None:
             for key, value in record.items():
                 if key not in ("step", "epoch") and isinstance(value, (int, float)):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -179,8 +180,11 @@ def finetune(
     """Fine-tune, test, release; returns the summary (also ``OUT/summary.json``)."""
     out = check_output_dir(Path(out_dir), "--out")
     data = resolve_data(cfg)
-    logger.info("labelled data: %s", data.describe())
-    _check_labels(out, data, resume)
+    # under torchrun every rank runs this function; rank 0 alone writes the run's own files
+    main = int(os.environ.get("RANK", "0") or 0) == 0
+    if main:
+        logger.info("labelled data: %s", data.describe())
+        _check_labels(out, data, resume)
     results: dict[str, dict[str, Any]] = {}
     for name, splits in _runs(cfg, data):
         run_dir = out / name if name else out
@@ -195,9 +199,10 @@ def finetune(
         summary = trainer.fit()
         if summary.stopped_early:
             raise KeyboardInterrupt("stopped early: continue with --resume")
-        results[name or "run"] = _test_and_release(cfg, data, task, trainer.model, splits,
-                                                   run_dir)  # fmt: skip
-    return _summarise(out, data, results)
+        if main:
+            results[name or "run"] = _test_and_release(cfg, data, task, trainer.model,
+                                                       splits, run_dir)  # fmt: skip
+    return _summarise(out, data, results) if main else {"runs": {}, "scores": {}}
 
 
 def _test_and_release(cfg, data, task, model, splits, run_dir: Path) -> dict[str, Any]:
