@@ -202,3 +202,11 @@ def test_the_release_predicts_what_the_run_scored(tmp_path):
     acc = np.mean([p.labels[0] == label for p, (_, label) in zip(preds, test, strict=True)])
     # 0.6 s clips, 0.25 s windows: several half-overlapping windows per clip, as in scoring
     assert acc == pytest.approx(result["scores"][result["weights_released"]]["acc"])
+
+
+def test_export_of_a_fine_tuning_checkpoint_points_at_the_release(tmp_path, capsys):
+    data = tone_task(tmp_path / "data")
+    finetune(cfg_for(data, "schedule.max_steps=1"), tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    assert main(["export", str(ckpt), str(tmp_path / "out")]) == 1
+    assert "RUN/classifier" in capsys.readouterr().err

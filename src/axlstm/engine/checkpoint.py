@@ -237,6 +237,12 @@ def export_release(
     state = load_checkpoint(checkpoint)
     if not isinstance(state.get("model_config"), dict):
         raise CheckpointError(f"{checkpoint}: no model config stored; cannot export")
+    if state.get("model_class") == "classifier":
+        raise CheckpointError(
+            f"{checkpoint} is a fine-tuning checkpoint: `axlstm finetune` writes its classifier "
+            "release itself (RUN/classifier, from the averaged or best weights); load it with "
+            "axlstm.load_classifier"
+        )
     weights = state["model"]
     model = build_checked(
         state.get("model_class", "masked_spec"),
