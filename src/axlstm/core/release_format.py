@@ -35,6 +35,7 @@ __all__ = [
     "RELEASE_FORMAT",
     "RELEASE_VERSION",
     "WEIGHTS_NAME",
+    "check_release_file",
     "read_release_config",
     "read_release_shapes",
     "read_release_weights",
@@ -97,14 +98,15 @@ def _check_release_dir(directory: Path) -> None:
         )
 
 
-def _check_release_file(path: Path, what: str) -> os.stat_result:
-    """A regular, readable, non-empty file (checked before any read)."""
+def check_release_file(
+    path: Path, what: str, folder: str = "axlstm release folder"
+) -> os.stat_result:
+    """A regular, readable, non-empty file of a release folder (checked before any read); a
+    missing one means the ``folder`` is incomplete."""
     try:
         st = check_input_file(path, what, error=CheckpointError)
     except FileNotFoundError:
-        raise CheckpointError(
-            f"{path.parent} is not a complete axlstm release folder: no {path.name}"
-        ) from None
+        raise CheckpointError(f"{path.parent} is not a complete {folder}: no {path.name}") from None
     if st.st_size == 0:
         raise CheckpointError(f"cannot read {what} {path}: file is empty (0 bytes)")
     return st
@@ -122,7 +124,7 @@ def read_release_config(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     _check_release_dir(directory)
     cfg_path = directory / CONFIG_NAME
-    if _check_release_file(cfg_path, "release config").st_size > MAX_CONFIG_BYTES:
+    if check_release_file(cfg_path, "release config").st_size > MAX_CONFIG_BYTES:
         raise CheckpointError(
             f"{cfg_path}: {os.path.getsize(cfg_path):,} bytes is far too large for a release "
             f"config (limit {MAX_CONFIG_BYTES:,})"
@@ -186,7 +188,7 @@ def read_release_shapes(directory: str | Path) -> dict[str, tuple[int, ...]]:
         CheckpointError: the file is missing, not a regular file, empty, or not safetensors.
     """
     weights = Path(directory) / WEIGHTS_NAME
-    _check_release_file(weights, "release weights")
+    check_release_file(weights, "release weights")
     try:
         with safe_open(str(weights), framework="pt") as f:
             names = f.keys()  # a safe_open handle is not iterable
@@ -205,7 +207,7 @@ def read_release_weights(
             safetensors.
     """
     weights = Path(directory) / WEIGHTS_NAME
-    _check_release_file(weights, "release weights")
+    check_release_file(weights, "release weights")
     try:
         return load_file(str(weights), device=str(device))
     except Exception as err:

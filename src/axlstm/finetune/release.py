@@ -44,7 +44,7 @@ from axlstm._version import __version__
 from axlstm.checkpoint import check_finite, load_model, nonfinite_tensors, shape_differences
 from axlstm.core.errors import CheckpointError
 from axlstm.core.fileio import atomic_write, atomic_write_text, check_input_file
-from axlstm.core.release_format import read_release_config
+from axlstm.core.release_format import check_release_file, read_release_config
 from axlstm.finetune.predict import AGGREGATION, Classifier
 from axlstm.models import POOLINGS, AudioClassifier, ClassifierHead, SSASTClassifier
 
@@ -209,14 +209,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     """A small UTF-8 JSON object file, checked before it is read."""
-    try:
-        st = check_input_file(path, what, error=CheckpointError)
-    except FileNotFoundError:
-        raise CheckpointError(
-            f"{path.parent} is not a complete classifier release: no {path.name}"
-        ) from None
-    if st.st_size == 0:
-        raise CheckpointError(f"cannot read {what} {path}: file is empty (0 bytes)")
+    st = check_release_file(path, what, "classifier release")
     if st.st_size > MAX_JSON_BYTES:
         raise CheckpointError(f"{path}: {st.st_size:,} bytes is far too large for a {what}")
     try:

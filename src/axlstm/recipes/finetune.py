@@ -33,10 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from axlstm.checkpoint.files import torch_load_weights
-from axlstm.core.config import apply_overrides, config_from_dict
 from axlstm.core.errors import ConfigError, UsageError
 from axlstm.core.fileio import atomic_write_text, check_output_dir
 from axlstm.engine.checkpoint import CheckpointManager
@@ -50,6 +48,7 @@ from axlstm.finetune.labels import LabelledData, LabelledItem, load_labelled
 from axlstm.finetune.release import save_classifier
 from axlstm.finetune.scoring import score_clips
 from axlstm.finetune.task import AVERAGED_NAME, BEST_NAME, FineTuneTask
+from axlstm.recipes.pretrain import read_config
 
 __all__ = ["finetune", "list_finetune_presets", "load_finetune_config", "resolve_data"]
 
@@ -75,28 +74,7 @@ def load_finetune_config(
 ) -> FinetuneConfig:
     """A fine-tuning config from a shipped preset or a YAML file, with ``key=value``
     overrides."""
-    spec = str(name_or_path)
-    presets = _preset_files()
-    if spec in presets:
-        text, origin = presets[spec].read_text(encoding="utf-8"), f"preset {spec}"
-    elif Path(spec).is_file():
-        text, origin = Path(spec).read_text(encoding="utf-8"), spec
-    else:
-        raise ConfigError(
-            f"unknown fine-tuning config {spec!r}: not a shipped preset "
-            f"({', '.join(sorted(presets))}) and not a YAML file"
-        )
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{origin}: invalid YAML ({err})") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: the top level must be a mapping of sections")
-    try:
-        cfg = config_from_dict(FinetuneConfig, data)
-    except ConfigError as err:
-        raise ConfigError(f"{origin}: {err}") from err
-    return apply_overrides(cfg, overrides or [])
+    return read_config(FinetuneConfig, name_or_path, _preset_files(), overrides)
 
 
 # --------------------------------------------------------------------------------------- data

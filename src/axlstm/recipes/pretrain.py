@@ -13,6 +13,7 @@ any file) -> ``key.sub=value`` overrides -> validated tree, saved as RUN_DIR/con
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -97,10 +98,17 @@ def list_presets() -> list[str]:
     return sorted(_preset_files())
 
 
-def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> PretrainConfig:
-    """A config from a shipped preset name or a YAML file, with ``key=value`` overrides."""
-    spec = str(name_or_path)
-    presets = _preset_files()
+def read_config(
+    cls: type,
+    spec: str | Path,
+    presets: dict[str, Any],
+    overrides: list[str] | None = None,
+    adapt: Callable[[dict[str, Any], str], None] | None = None,
+):
+    """A ``cls`` config tree from a preset name (a key of ``presets``, whose values have
+    ``read_text``) or a YAML file, with ``key=value`` overrides; ``adapt(data, origin)`` may
+    rewrite the parsed mapping first (older layouts)."""
+    spec = str(spec)
     if spec in presets:
         text, origin = presets[spec].read_text(encoding="utf-8"), f"preset {spec}"
     elif Path(spec).is_file():
@@ -118,16 +126,28 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
         raise ConfigError(f"{origin}: invalid YAML ({err})") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: the top level must be a mapping of sections")
+    if adapt is not None:
+        adapt(data, origin)
+    try:
+        cfg = config_from_dict(cls, data)
+    except ConfigError as err:
+        raise ConfigError(f"{origin}: {err}") from err
+    return apply_overrides(cfg, overrides or [])
+
+
+def _data_fbank_is_input(data: dict[str, Any], origin: str) -> None:
     section = data.get("data")
     if isinstance(section, dict) and "fbank" in section and "input" not in section:
         # run folders written before data.fbank became data.input (same fields) still resume
         logger.warning("%s: data.fbank is now data.input; reading it as data.input", origin)
         data["data"] = {("input" if k == "fbank" else k): v for k, v in section.items()}
-    try:
-        cfg = config_from_dict(PretrainConfig, data)
-    except ConfigError as err:
-        raise ConfigError(f"{origin}: {err}") from err
-    return apply_overrides(cfg, overrides or [])
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> PretrainConfig:
+    """A config from a shipped preset name or a YAML file, with ``key=value`` overrides."""
+    return read_config(
+        PretrainConfig, name_or_path, _preset_files(), overrides, _data_fbank_is_input
+    )
 
 
 # --------------------------------------------------------------------------------------- task
