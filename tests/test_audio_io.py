@@ -258,6 +258,23 @@ def test_truncated_flac_by_option_keeps_the_decodable_part(tmp_path: Path) -> No
     assert 0 < wave.numel() < 48000
 
 
+@pytest.mark.parametrize(
+    ("subtype", "ext", "rate"), [("VORBIS", "ogg", 16000), ("OPUS", "opus", 48000)]
+)
+@pytest.mark.parametrize("keep", [0.6, 0.95])
+def test_truncated_ogg_is_an_error(tmp_path: Path, subtype, ext, rate, keep) -> None:
+    """An Ogg file has no length in a header: it is complete when its last page ends the file
+    with the end-of-stream flag."""
+    path = tmp_path / f"x.{ext}"
+    sf.write(path, _sine(440.0, rate, 1.0), rate, format="OGG", subtype=subtype)
+    assert load_audio(path).numel() == TARGET_SR  # complete: loads
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+    # cut early, libsndfile may refuse to open it at all; either way: an error naming the file
+    with pytest.raises(AudioLoadError, match=r"truncated file: the Ogg stream stops|malformed"):
+        load_audio(path)
+
+
 def test_garbage_after_a_complete_wav_is_not_truncation(tmp_path: Path) -> None:
     path = tmp_path / "tail.wav"
     sf.write(path, _sine(440.0, TARGET_SR, 0.5), TARGET_SR, subtype="PCM_16")

@@ -456,7 +456,8 @@ def test_second_ctrl_c_aborts_at_once(tmp_path):
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_cli_ctrl_c_keeps_a_checkpoint_and_exits_130(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_cli_ctrl_c_keeps_a_checkpoint_and_exits_130(tmp_path, signum):
     out = tmp_path / "run"
     args = ["--config", "debug", "--out", str(out), "--max-steps", "500", "--set", *FAST]
     args += ["data.num_workers=1", "engine.ckpt_every=1000", "logging.log_every=1"]
@@ -474,7 +475,8 @@ def test_cli_ctrl_c_keeps_a_checkpoint_and_exits_130(tmp_path):
     while not (log.exists() and log.stat().st_size) and proc.poll() is None:
         assert time.monotonic() < deadline, "the run did not start"
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the DataLoader worker too
+    # a terminal's Ctrl-C, or a scheduler's SIGTERM, reaches the DataLoader worker too
+    os.killpg(proc.pid, signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "continue with: axlstm pretrain" in err
@@ -496,7 +498,7 @@ def test_all_bad_data_folder_is_one_error(tmp_path, capsys, workers):
     (tmp_path / "none" / "notes.txt").write_text("no audio here")
     args[args.index(str(tmp_path / "bad"))] = str(tmp_path / "none")
     args[4] = str(tmp_path / "run2")
-    assert main(args) == 1
+    assert main(args) == 2  # a usage error, as in embed
     assert f"no audio or .npy feature files found in {tmp_path / 'none'}" in one_line_error(capsys)
 
 
@@ -571,5 +573,5 @@ def test_shards_of_unusable_inputs_is_an_error(tmp_path, capsys):
     assert "none of the 8 files" in line and "no shard was written" in line
     assert not out.exists()
     (tmp_path / "none").mkdir()
-    assert main(["shards", str(tmp_path / "none"), "--out", str(out)]) == 1
+    assert main(["shards", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "no audio or .npy feature files found" in one_line_error(capsys)

@@ -154,6 +154,8 @@ _UNKNOWN_SIZES = (0, 0xFFFFFFFF)
 _SHOULD_BE = re.compile(r"^\s*([\w ]+?)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 #: The chunks (RIFF, AIFF's FORM, Wave64's riff, RF64's size) that contain all the others.
 _CONTAINER_CHUNKS = ("riff", "form", "riff size")
+#: Bytes read from the end of an Ogg file to find its last page (a page holds < 65,308).
+_OGG_TAIL = 70_000
 #: MP3 lengths without an exact (Xing/LAME) header are estimates; shortfalls within this
 #: many samples (two MPEG frames) are not taken for truncation.
 _MPEG_SLACK = 2 * 1152
@@ -193,7 +195,8 @@ def _read_mono(handle: sf.SoundFile, path: Path, allow_truncated: bool) -> tuple
                 handle.seek(done)
                 block = _SMALL_BLOCK
                 continue
-            problem = f"decoding failed after {done} of {handle.frames} frames ({err})"
+            where = f" after {done} of {handle.frames} frames" if done else ""
+            problem = f"decoding failed{where} ({err})"
             if not parts or not allow_truncated:
                 fmt = f"{handle.format}/{handle.subtype}"
                 raise _fail(path, f"truncated or corrupt: {fmt} {problem}") from err
@@ -238,12 +241,37 @@ def open_audio(path: str | os.PathLike[str]) -> sf.SoundFile:
     return handle
 
 
+def _ogg_unfinished(name: str | bytes) -> bool:
+    """Whether an Ogg file lacks its end: its last page must end exactly at the end of the file
+    and carry the end-of-stream flag (an Ogg file has no length in a header, and libsndfile
+    reads a cut one to where it stops without a word)."""
+    with open(name, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - _OGG_TAIL))
+        tail = f.read()
+    end = len(tail)
+    i = tail.rfind(b"OggS")
+    while i >= 0:  # from the last capture pattern back: the one whose page ends at EOF
+        if i + 27 <= end and tail[i + 4] == 0:  # stream structure version 0
+            segments = tail[i + 26]
+            if i + 27 + segments <= end:
+                body = sum(tail[i + 27 : i + 27 + segments])
+                if i + 27 + segments + body == end:
+                    return not tail[i + 5] & 0x04  # header type: end of stream
+        i = tail.rfind(b"OggS", 0, i)
+    return True
+
+
 def truncation(handle: sf.SoundFile, frames_read: int) -> str | None:
     """Why an open file counts as cut short after ``frames_read`` frames were decoded from it
-    (its header declares more than it holds), or None when it is complete."""
+    (its header declares more than it holds, an Ogg stream stops without its last page), or
+    None when it is complete."""
     cut = _header_truncation(handle.extra_info)
     if cut:
         return cut
+    if handle.format == "OGG" and _ogg_unfinished(handle.name):
+        return "the Ogg stream stops before its last page (no end-of-stream page)"
     slack = _MPEG_SLACK if handle.format == "MP3" or handle.format.startswith("MPEG") else 0
     if frames_read + slack < handle.frames:
         return f"its header declares {handle.frames} frames but only {frames_read} could be read"

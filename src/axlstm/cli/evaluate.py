@@ -222,5 +222,6 @@ def run(args: argparse.Namespace) -> int:
     failed = [(m, t) for m in report.models for t in report.tasks if not report.outcome(m, t).ok]
     print((args.out / "report.md").read_text(encoding="utf-8").split("\n*mean over tasks*")[0])
     note = f"; {len(failed)} model/task pairs failed (see report.md)" if failed else ""
-    print(f"report: {args.out / 'report.md'} (results.json, chart.png){note}")
+    also = "results.json" if args.no_charts else "results.json, chart.png"
+    print(f"report: {args.out / 'report.md'} ({also}){note}")
     return 1 if failed else 0

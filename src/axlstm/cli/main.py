@@ -54,8 +54,16 @@ COMMANDS = (
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): ``axlstm CMD: error: ... (see
+    axlstm CMD --help)``, exit code 2. Sub-command parsers are of the same class."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="axlstm", description="Self-supervised audio representations: AxLSTM, SSAST."
     )
     parser.add_argument("--version", action="version", version=f"axlstm {__version__}")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from axlstm.cli.common import nonnegative_int, positive_int
-from axlstm.core.errors import InputError
+from axlstm.core.errors import InputError, UsageError
 from axlstm.core.fileio import new_output_dir
 
 
@@ -31,7 +31,12 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--dtype", choices=("float16", "float32"), default="float16", help="feature dtype"
     )
-    p.add_argument("--prefix", default="shard", help="shard file name prefix")
+    p.add_argument(
+        "--prefix",
+        type=shard_prefix,
+        default="shard",
+        help="shard file name prefix: a plain name, no folder, no leading dot (shard)",
+    )
     p.add_argument(
         "--workers", type=nonnegative_int, default=0, help="decoding processes (0: none)"
     )
@@ -44,15 +49,29 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def shard_prefix(text: str) -> str:
+    """``--prefix``: checked when parsed, so ``../x`` or ``.x`` exit with code 2 at once."""
+    from axlstm.data.shards import check_prefix
+
+    try:
+        return check_prefix(text)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from axlstm.data import list_inputs
+    from axlstm.data.sources import TRAINING_EXTENSIONS
 
     if not os.path.lexists(args.input):
         raise FileNotFoundError(f"input not found: {args.input}")
     with new_output_dir(args.out, "shard folder"):
         inputs, root = list_inputs(args.input)
-        if not inputs:
-            raise InputError(f"no audio or .npy feature files found in {args.input}")
+        if not inputs:  # as `axlstm embed`: an input naming no file is a usage error
+            raise UsageError(
+                f"no audio or .npy feature files found in {args.input} (0 files with the "
+                f"extensions {', '.join(TRAINING_EXTENSIONS)})"
+            )
         report = _write(args, inputs, root)
         if report.written == 0:
             (args.out / "index.json").unlink(missing_ok=True)  # an empty set is no set

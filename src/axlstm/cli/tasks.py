@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 folders = find_tasks(arg)
             except (ValueError, OSError) as err:
-                print(f"error: {err}", file=sys.stderr)
+                print(f"axlstm tasks: error: {err}", file=sys.stderr)
                 bad += 1
                 continue
             for folder in folders:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                     note = "" if task.embedding_type == "scene" else " (event task: not scored)"
                     print(f"ok {task.describe()}{note}")
                 except (ValueError, OSError) as err:
-                    print(f"error: {err}", file=sys.stderr)
+                    print(f"axlstm tasks: error: {err}", file=sys.stderr)
                     bad += 1
         return 1 if bad else 0
     if not 16000 <= args.sample_rate <= 384000:

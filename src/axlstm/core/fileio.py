@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ __all__ = [
     "check_input_file",
     "check_output_dir",
     "check_output_file",
+    "disk_full",
     "file_kind",
     "new_output_dir",
 ]
@@ -178,8 +180,25 @@ def new_output_dir(path: Path, what: str) -> Iterator[Path]:
         raise
 
 
+def disk_full(folder: str | os.PathLike[str], err: BaseException | None = None) -> bool:
+    """Whether a write into ``folder`` failed for want of space: the error says so (an
+    ``ENOSPC``/``EDQUOT`` errno, or libraries' "No space left" texts), or the file system
+    has less than 64 KiB free."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if err is not None and "no space left" in str(err).lower():
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 64 * 1024
+    except OSError:
+        return False
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None], fsync: bool = False) -> Path:
     """Call ``write(tmp_path)`` to fill a temporary file, then rename it over ``path``.
+
+    The file gets the permissions of a plain ``open(path, "w")`` (0666 less the umask), also
+    when ``write`` replaces the temporary file with one of its own (as some writers do).
 
     Args:
         path: the file to (re)place; its folder is created if needed.
@@ -189,7 +208,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None], fsync: bool = F
 
     Raises:
         OutputError: the file cannot be written (the message names it and says why, e.g. a
-            read-only folder or a full disk); nothing is left behind.
+            read-only folder or a full disk, whatever library did the writing); nothing is
+            left behind.
     """
     path = Path(path)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
@@ -197,16 +217,23 @@ def atomic_write(path: str | Path, write: Callable[[str], None], fsync: bool = F
         path.parent.mkdir(parents=True, exist_ok=True)
         # Created with 0666 so that the umask, not mkstemp's 0600, decides the permissions.
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
         os.close(fd)
         write(str(tmp))
+        os.chmod(tmp, mode)  # the writer may have made a new file (e.g. safetensors: 0600)
         if fsync:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OutputError:
+        raise
     except OSError as err:
-        if isinstance(err, OutputError):
-            raise
         raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
+    except Exception as err:
+        # torch, safetensors and libsndfile report a full disk as their own errors
+        if disk_full(path.parent, err):
+            raise OutputError(f"cannot write {path}: no space left on device") from err
+        raise
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)

@@ -39,6 +39,7 @@ __all__ = [
     "read_release_config",
     "read_release_shapes",
     "read_release_weights",
+    "unique_keys",
     "write_release",
 ]
 
@@ -98,6 +99,21 @@ def _check_release_dir(directory: Path) -> None:
         )
 
 
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (a repeated key would silently win)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON, and no config field may hold them."""
+    raise ValueError(f"{name} is not a valid value")
+
+
 def check_release_file(
     path: Path, what: str, folder: str = "axlstm release folder"
 ) -> os.stat_result:
@@ -130,12 +146,16 @@ def read_release_config(directory: str | Path) -> dict[str, Any]:
             f"config (limit {MAX_CONFIG_BYTES:,})"
         )
     try:
-        config = json.loads(cfg_path.read_bytes().decode("utf-8"))
+        config = json.loads(
+            cfg_path.read_bytes().decode("utf-8"),
+            object_pairs_hook=unique_keys,
+            parse_constant=_no_constant,
+        )
     except UnicodeDecodeError as err:
         raise CheckpointError(
             f"{cfg_path}: not UTF-8 text ({err.reason} at byte {err.start})"
         ) from None
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # JSONDecodeError, a duplicate key, NaN or Infinity
         raise CheckpointError(f"{cfg_path}: invalid JSON ({err})") from None
     except RecursionError:
         raise CheckpointError(f"{cfg_path}: invalid JSON (nested too deeply)") from None

@@ -83,10 +83,13 @@ def raise_errors(batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def ignore_ctrl_c_in_worker(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the training process: the terminal sends SIGINT to
-    the whole process group, and a worker that died of it would break the stream while the
-    trainer finishes its step and writes its checkpoint."""
+    """DataLoader workers leave Ctrl-C and SIGTERM to the training process: a terminal sends
+    SIGINT, and ``timeout``, systemd or a cluster scheduler SIGTERM, to the whole process
+    group; a worker that died of it would break the stream while the trainer finishes its step
+    and writes its checkpoint. The workers still end: the loader's shutdown tells them to, and
+    each exits by itself when the training process is gone (PyTorch's worker watchdog)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # ------------------------------------------------------------------------------------ indexed

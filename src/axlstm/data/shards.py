@@ -18,6 +18,7 @@ run resumes mid-epoch). Reading uses the standard library's streaming tar reader
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import io
@@ -37,20 +38,20 @@ import numpy as np
 import soundfile as sf
 
 from axlstm.audio import AUDIO_EXTENSIONS, resample
-from axlstm.core.errors import InputError
-from axlstm.core.fileio import atomic_write_text
+from axlstm.audio.listing import collect_inputs
+from axlstm.core.errors import InputError, OutputError, UsageError
+from axlstm.core.fileio import atomic_write_text, check_input_file
 from axlstm.data.clips import BadItem, ClipProcessor
 from axlstm.data.sources import (
     MANIFEST_EXTENSIONS,
     TRAINING_EXTENSIONS,
     read_audio_file,
-    read_manifest,
-    scan_folder,
 )
 
 __all__ = [
     "INDEX_NAME",
     "ShardWriteReport",
+    "check_prefix",
     "decode_sample",
     "expand_braces",
     "expand_shards",
@@ -115,8 +116,7 @@ def expand_shards(spec: str | Path) -> list[str]:
         if not urls:
             raise FileNotFoundError(f"no shards match {spec}")
         return urls
-    if not os.path.isfile(spec):
-        raise FileNotFoundError(f"shard not found: {spec}")
+    check_input_file(spec, "shard")  # a pipe or a link loop is refused by kind
     return [spec]
 
 
@@ -271,16 +271,46 @@ def decode_sample(
 
 # ------------------------------------------------------------------------------------ writing
 def list_inputs(spec: str | Path) -> tuple[list[str], str]:
-    """Files named by a folder (scanned recursively) or a manifest; and a root for names."""
+    """Files named by a folder (scanned recursively), a manifest or a file; and a root for
+    names.
+
+    The files are read by :func:`axlstm.audio.listing.collect_inputs`, as for ``axlstm embed``:
+    a file named several ways (``a.wav``, ``./a.wav``, ``d/../a.wav``, a link) is used once,
+    under its first name.
+
+    Raises:
+        FileNotFoundError: nothing is at ``spec``.
+        InputError: ``spec`` is not a folder, a readable manifest or a regular file (a named
+            pipe, a device, a broken link, a link loop).
+    """
     path = Path(spec)
     if path.is_dir():
-        return scan_folder(path, TRAINING_EXTENSIONS), str(path)
-    if path.suffix.lower() in MANIFEST_EXTENSIONS:
-        paths, _ = read_manifest(path)
-        return paths, str(path.parent)
-    if path.is_file():
-        return [str(path)], str(path.parent)
-    raise FileNotFoundError(f"input not found: {spec}")
+        root = str(path)
+    else:
+        manifest = path.suffix.lower() in MANIFEST_EXTENSIONS
+        check_input_file(path, "manifest" if manifest else "input")
+        root = str(path.parent)
+    return collect_inputs([path], TRAINING_EXTENSIONS), root
+
+
+def check_prefix(prefix: str) -> str:
+    """A shard name prefix: a plain, visible file name part (no folder, not hidden).
+
+    Raises:
+        UsageError: an empty prefix, one holding a path separator or a NUL, or one starting
+            with a dot.
+    """
+    seps = {"/", os.sep, os.altsep} - {None}
+    if not prefix:
+        raise UsageError("shard prefix must not be empty")
+    if any(c in prefix for c in seps) or "\0" in prefix:
+        raise UsageError(
+            f"shard prefix {prefix!r} must be a plain name, without a path separator "
+            "(shards are written in the output folder)"
+        )
+    if prefix.startswith("."):
+        raise UsageError(f"shard prefix {prefix!r} must not start with a dot (hidden files)")
+    return prefix
 
 
 @dataclass
@@ -376,6 +406,7 @@ def write_shards(
         raise ValueError(f"shard size must be positive, got {shard_size}")
     if dtype not in ("float16", "float32"):
         raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
+    check_prefix(prefix)
     import webdataset as wds
 
     out = Path(out_dir)
@@ -389,26 +420,58 @@ def write_shards(
 
     state: dict = {"writer": None, "stream": None, "tmp": None, "n": 0}
 
+    def shard_name() -> str:
+        return f"{prefix}-{len(report.shards):06d}.tar"
+
+    def discard() -> None:
+        """Close the open shard without raising and delete its temporary file."""
+        writer, stream, tmp = state["writer"], state["stream"], state["tmp"]
+        state.update(writer=None, stream=None, tmp=None, n=0)
+        # Closing the tar writer first marks it closed (even when its final write fails), so
+        # it never tries to write again to a closed file when it is garbage-collected.
+        for closing in (writer, stream):
+            if closing is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    closing.close()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    @contextlib.contextmanager
+    def writing():
+        """Turn a failed write of the current shard (a full disk) into one OutputError."""
+        try:
+            yield
+        except OutputError:
+            discard()
+            raise
+        except OSError as err:
+            target = out / shard_name()
+            discard()
+            raise OutputError(f"cannot write shard {target}: {err.strerror or err}") from None
+
     def close_shard() -> None:
         if state["writer"] is None:
             return
-        state["writer"].close()
-        state["stream"].flush()
-        os.fsync(state["stream"].fileno())
-        state["stream"].close()
-        name = f"{prefix}-{len(report.shards):06d}.tar"
-        os.replace(state["tmp"], out / name)
+        name = shard_name()
+        with writing():
+            state["writer"].close()
+            state["stream"].flush()
+            os.fsync(state["stream"].fileno())
+            state["stream"].close()
+            os.replace(state["tmp"], out / name)
         report.shards.append(str(out / name))
         counts[name] = state["n"]
         state.update(writer=None, stream=None, tmp=None, n=0)
 
     def add(members: dict[str, bytes], index: int) -> None:
-        if state["writer"] is None:
-            tmp = out / f".{prefix}-{len(report.shards):06d}.tar.tmp"
-            state["tmp"] = tmp
-            state["stream"] = open(tmp, "wb")  # noqa: SIM115  (closed in close_shard)
-            state["writer"] = wds.TarWriter(state["stream"], encoder=False, mtime=0.0)
-        state["writer"].write({"__key__": f"{index:09d}", **members})
+        with writing():
+            if state["writer"] is None:
+                tmp = out / f".{shard_name()}.tmp"
+                state["tmp"] = tmp
+                state["stream"] = open(tmp, "wb")  # noqa: SIM115  (closed in close_shard)
+                state["writer"] = wds.TarWriter(state["stream"], encoder=False, mtime=0.0)
+            state["writer"].write({"__key__": f"{index:09d}", **members})
         state["n"] += 1
         report.written += 1
         if state["n"] >= shard_size:
@@ -436,9 +499,7 @@ def write_shards(
                 handle(_encode(task))
         close_shard()
     finally:
-        if state["stream"] is not None:  # interrupted: never leave a partial shard
-            state["stream"].close()
-            os.unlink(state["tmp"])
+        discard()  # interrupted or failed: never leave a partial shard
     index = {
         "format": INDEX_FORMAT,
         "version": 1,

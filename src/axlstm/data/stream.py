@@ -35,7 +35,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from axlstm.core.errors import ConfigError, InputError
+from axlstm.audio.listing import collect_inputs
+from axlstm.core.errors import ConfigError, InputError, UsageError
+from axlstm.core.fileio import check_input_file
 from axlstm.data.clips import ClipProcessor, make_processor
 from axlstm.data.config import DataConfig
 from axlstm.data.datasets import (
@@ -55,8 +57,6 @@ from axlstm.data.sources import (
     FileSource,
     PathTable,
     ProceduralSource,
-    read_manifest,
-    scan_folder,
 )
 
 __all__ = [
@@ -102,22 +102,20 @@ def resolve_data(cfg: DataConfig) -> tuple[str, Any]:
     if shard_specs:
         urls = [u for spec in shard_specs for u in expand_shards(spec)]
         return "shards", urls
-    tables = []
     for p in paths:
-        if os.path.isdir(p):
-            found = scan_folder(p, TRAINING_EXTENSIONS)
-            logger.info("found %d audio files under %s", len(found), p)
-            tables.append(PathTable(found))
-        elif Path(p).suffix.lower() in MANIFEST_EXTENSIONS:
-            listed, _ = read_manifest(p)
-            logger.info("manifest %s lists %d files", p, len(listed))
-            tables.append(PathTable(listed))
-        elif os.path.isfile(p):
-            tables.append(PathTable([p]))
-        else:
-            raise FileNotFoundError(f"data path not found: {p}")
-    table = tables[0] if len(tables) == 1 else PathTable.concat(tables)
-    return "files", FileSource(table, description=", ".join(paths))
+        if not os.path.isdir(p):  # a manifest or a file: refused by kind (a pipe, a loop)
+            manifest = Path(p).suffix.lower() in MANIFEST_EXTENSIONS
+            check_input_file(p, "data manifest" if manifest else "data file")
+    # The package's one rule for inputs (as `axlstm embed`): folders scanned, manifests read,
+    # and each real file used once, under its first name, however many ways it is named.
+    found = collect_inputs(paths, TRAINING_EXTENSIONS)
+    if not found:
+        raise UsageError(
+            f"no audio or .npy feature files found in {', '.join(paths)} (0 files with the "
+            f"extensions {', '.join(TRAINING_EXTENSIONS)})"
+        )
+    logger.info("training on %d files from %s", len(found), ", ".join(paths))
+    return "files", FileSource(PathTable(found), description=", ".join(paths))
 
 
 # ------------------------------------------------------------------------------------ streams

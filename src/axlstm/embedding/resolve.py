@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from axlstm.checkpoint import load_model, load_official
-from axlstm.core.errors import ConfigError
+from axlstm.core.errors import CheckpointError, ConfigError
+from axlstm.core.fileio import check_input_file
 from axlstm.core.release_format import CONFIG_NAME, WEIGHTS_NAME
 from axlstm.models import Encoder, create_model, is_model, list_models
 
@@ -77,11 +78,15 @@ def resolve_model(
     elif path.is_file():
         if arch is None:
             raise ConfigError(
-                f"{path} is a file, not a release folder: convert an official checkpoint with "
-                f"`axlstm convert {path} OUT_DIR --arch PRESET`, or pass arch='PRESET' to load "
-                "it directly"
+                f"{path} is a file, not a release folder: export a training checkpoint of "
+                f"`axlstm pretrain` with `axlstm export {path} OUT_DIR`; convert an official "
+                f"checkpoint with `axlstm convert {path} OUT_DIR --arch PRESET`, or pass "
+                "arch='PRESET' to load it directly"
             )
         model = load_official(path, arch, **overrides)
+    elif os.path.lexists(path) and not path.is_dir():
+        check_input_file(path, "model file", CheckpointError)  # a pipe, device, link loop
+        raise ConfigError(f"{path} cannot be used as a model")
     elif is_model(text):
         model = create_model(text, **overrides)
         logger.warning("model %r is a preset with random weights (not a trained model)", text)

@@ -29,8 +29,8 @@ import json
 import logging
 import math
 import os
+import secrets
 import shutil
-import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from axlstm.core.errors import UsageError
+from axlstm.core.errors import OutputError, UsageError
+from axlstm.core.fileio import disk_full
 from axlstm.data import procedural as proc
 
 __all__ = ["BUILTIN_TASKS", "BuiltinTask", "builtin_task_names", "write_builtin_tasks"]
@@ -375,9 +376,15 @@ def write_builtin_tasks(
                 )
         if progress is not None:
             progress(name)
-        tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}."))
+        tmp = out / f".{name}.{secrets.token_hex(4)}"
+        tmp.mkdir(mode=0o777)  # the umask decides, as for any folder (mkdtemp makes 0700)
         try:
-            _write_task(task, tmp, int(scale), seed, sample_rate, folds)
+            try:
+                _write_task(task, tmp, int(scale), seed, sample_rate, folds)
+            except Exception as err:
+                if isinstance(err, OutputError) or not disk_full(tmp, err):
+                    raise
+                raise OutputError(f"cannot write task {folder}: no space left on device") from err
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(tmp, folder)

@@ -44,7 +44,7 @@ from axlstm._version import __version__
 from axlstm.checkpoint import check_finite, load_model, nonfinite_tensors, shape_differences
 from axlstm.core.errors import CheckpointError
 from axlstm.core.fileio import atomic_write, atomic_write_text, check_input_file
-from axlstm.core.release_format import check_release_file, read_release_config
+from axlstm.core.release_format import check_release_file, read_release_config, unique_keys
 from axlstm.finetune.predict import AGGREGATION, Classifier
 from axlstm.models import POOLINGS, AudioClassifier, ClassifierHead, SSASTClassifier
 
@@ -198,22 +198,13 @@ def is_classifier(directory: str | os.PathLike[str]) -> bool:
     return os.path.lexists(Path(directory) / LABELS_NAME)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     """A small UTF-8 JSON object file, checked before it is read."""
     st = check_release_file(path, what, "classifier release")
     if st.st_size > MAX_JSON_BYTES:
         raise CheckpointError(f"{path}: {st.st_size:,} bytes is far too large for a {what}")
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_no_duplicates)
+        data = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=unique_keys)
     except UnicodeDecodeError as err:
         raise CheckpointError(
             f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"

@@ -13,6 +13,7 @@ any file) -> ``key.sub=value`` overrides -> validated tree, saved as RUN_DIR/con
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,6 +24,7 @@ import torch
 import yaml
 
 from axlstm.core.config import ConfigBase
+from axlstm.core.fileio import check_input_file
 from axlstm.data.clips import make_processor
 from axlstm.data.config import DataConfig
 from axlstm.data.stream import DataStream, build_stream
@@ -98,6 +100,29 @@ def list_presets() -> list[str]:
     return sorted(_preset_files())
 
 
+#: Largest config file read (a config is a few KiB; a huge one is a mistake or an attack).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _read_config_file(path: Path) -> str:
+    """A YAML config file's text, after the file checks (a pipe or folder is named, not
+    read), a size limit and UTF-8 decoding that names the file and the byte."""
+    size = check_input_file(path, "config file", ConfigError).st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {size:,} bytes is far too large for a config file "
+            f"(limit {MAX_CONFIG_BYTES:,})"
+        )
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}); "
+            "save the config as UTF-8"
+        ) from None
+
+
 def read_config(
     cls: type,
     spec: str | Path,
@@ -111,10 +136,8 @@ def read_config(
     spec = str(spec)
     if spec in presets:
         text, origin = presets[spec].read_text(encoding="utf-8"), f"preset {spec}"
-    elif Path(spec).is_file():
-        text, origin = Path(spec).read_text(encoding="utf-8"), spec
-    elif spec.endswith((".yaml", ".yml")):
-        raise FileNotFoundError(f"config file not found: {spec}")
+    elif os.path.lexists(spec) or spec.endswith((".yaml", ".yml")):
+        text, origin = _read_config_file(Path(spec)), spec
     else:
         raise ConfigError(
             f"unknown config {spec!r}: not a shipped preset ({', '.join(sorted(presets))}) "
