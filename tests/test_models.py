@@ -108,7 +108,8 @@ def test_bad_input_shapes_are_explained():
 
 def test_time_layout_frames_follow_time():
     """With a token-local model (no blocks), input at time patch t changes output frame t only."""
-    model = axlstm.create_model("test_axlstm", depth=0).eval()
+    model = axlstm.create_model("test_axlstm", depth=1).eval()
+    model.blocks = torch.nn.ModuleList()  # a depth of 0 is not a valid config
     base = torch.zeros(1, 1, 200, 80)
     bumped = base.clone()
     bumped[..., 40:44, :] = 1.0  # time patch 10

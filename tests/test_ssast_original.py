@@ -262,7 +262,7 @@ def test_objective_options():
         overlapping(x)
     assert model.num_masked(64) == 50 and model.num_masked(128) == 100
     with torch.device("meta"):
-        full = axlstm.create_model("ssast_orig_tiny_patch", depth=0)
+        full = axlstm.create_model("ssast_orig_tiny_patch", depth=2)
     assert full.num_masked(512) == 400 and full.num_masked(64) == 50
 
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from axlstm.audio.frontend import FrontEndSpec
+from axlstm.audio.io import SOURCE_RATE_RANGE
 from axlstm.core.errors import ConfigError
 
 __all__ = [
@@ -163,21 +164,42 @@ class FrontEndConfig(FrontEndSpec):
     min_samples_reason: ClassVar[str] = "the STFT needs"
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse settings no STFT can have, naming the field: positive integer sizes, a
+        sample rate :func:`axlstm.audio.load_audio` can give, ``win_length <= n_fft``, finite
+        corners with ``0 <= f_min < f_max <= sample_rate / 2``, finite fixed statistics (a
+        positive std) set together.
+
+        Raises:
+            ConfigError: naming the field and the value.
+        """
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        low, high = SOURCE_RATE_RANGE  # what load_audio reads
+        if not low <= self.sample_rate <= high:
+            raise ConfigError(f"sample_rate must be in [{low}, {high}] Hz, got {self.sample_rate}")
+        if self.win_length > self.n_fft:
+            raise ConfigError(
+                f"win_length must be in (0, n_fft={self.n_fft}], got {self.win_length}"
+            )
+        for name in ("f_min", "f_max", "norm_mean", "norm_std"):
+            value = getattr(self, name)
+            if value is None and name.startswith("norm_"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        if not isinstance(self.normalize, bool):
+            raise ConfigError(f"normalize must be true or false, got {self.normalize!r}")
         if (self.norm_mean is None) != (self.norm_std is None):
             raise ConfigError("set both norm_mean and norm_std for fixed statistics, or neither")
         if self.norm_std is not None and self.norm_std <= 0:
             raise ConfigError(f"norm_std must be positive, got {self.norm_std}")
-        if self.sample_rate <= 0:
-            raise ConfigError(f"sample_rate must be positive, got {self.sample_rate}")
-        if self.n_fft <= 0 or self.hop_length <= 0 or self.n_mels <= 0:
-            raise ConfigError(
-                "n_fft, hop_length and n_mels must be positive, got "
-                f"{self.n_fft}, {self.hop_length}, {self.n_mels}"
-            )
-        if not 0 < self.win_length <= self.n_fft:
-            raise ConfigError(
-                f"win_length must be in (0, n_fft={self.n_fft}], got {self.win_length}"
-            )
         if self.f_max > self.sample_rate / 2:
             raise ConfigError(
                 f"f_max={self.f_max} is above the Nyquist frequency {self.sample_rate / 2}"

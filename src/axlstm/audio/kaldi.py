@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from axlstm.audio.frontend import FrontEndSpec
+from axlstm.audio.io import SOURCE_RATE_RANGE
 from axlstm.core.errors import ConfigError
 
 __all__ = [
@@ -231,12 +232,47 @@ class KaldiFbankConfig(FrontEndSpec):
     min_samples_reason: ClassVar[str] = "one fbank frame needs"
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse settings no fbank can have, naming the field: a sample rate
+        :func:`axlstm.audio.load_audio` can give, positive bins, frames and shifts of at least
+        one sample, a positive target length (or None), finite statistics with a positive std.
+
+        Raises:
+            ConfigError: naming the field and the value.
+        """
         if self.kind != "kaldi_fbank":
             raise ConfigError(f"KaldiFbankConfig.kind must be 'kaldi_fbank', got {self.kind!r}")
-        if self.target_length is not None and self.target_length <= 0:
-            raise ConfigError(f"target_length must be positive or None, got {self.target_length}")
+        for name in ("sample_rate", "n_mels", "target_length"):
+            value = getattr(self, name)
+            if value is None and name == "target_length":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        low, high = SOURCE_RATE_RANGE  # what load_audio reads
+        if not low <= self.sample_rate <= high:
+            raise ConfigError(f"sample_rate must be in [{low}, {high}] Hz, got {self.sample_rate}")
+        for name in ("frame_length_ms", "frame_shift_ms", "mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if self.std <= 0:
             raise ConfigError(f"std must be positive, got {self.std}")
+        if self.frame_size < 2:  # the frame's DC removal and window need two samples
+            raise ConfigError(
+                f"frame_length_ms={self.frame_length_ms} gives {self.frame_size} samples per "
+                f"frame at {self.sample_rate} Hz; it needs at least 2"
+            )
+        if self.frame_shift < 1:
+            raise ConfigError(
+                f"frame_shift_ms={self.frame_shift_ms} gives a shift of {self.frame_shift} "
+                f"samples at {self.sample_rate} Hz; it needs at least 1"
+            )
+        if not isinstance(self.normalize, bool):
+            raise ConfigError(f"normalize must be true or false, got {self.normalize!r}")
 
     @classmethod
     def for_dataset(cls, name: str, **changes: Any) -> KaldiFbankConfig:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from axlstm.audio import FrontEndSpec, front_end_from_dict
 from axlstm.checkpoint.files import check_finite
 from axlstm.checkpoint.remap import shape_differences
 from axlstm.core.errors import CheckpointError, ConfigError
@@ -130,13 +131,27 @@ def build_checked(
     return _construct(model_type, config, source)
 
 
+def _release_front_end(config: Mapping[str, Any], cfg_path: Path) -> FrontEndSpec | None:
+    """The release's top-level ``"front_end"`` (what its model expects, recorded for readers
+    that build no model), checked like any front-end config; None when absent or empty."""
+    recorded = config.get("front_end")
+    if not recorded:
+        return None
+    try:
+        return front_end_from_dict(recorded)
+    except ConfigError as err:
+        raise CheckpointError(f"{cfg_path}: invalid 'front_end': {err}") from err
+
+
 def load_model(
     directory: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
 ) -> Encoder:
     """Load a release folder written by ``save_pretrained`` (any class in ``MODEL_CLASSES``).
 
     The config is checked against the weights' shapes (read from the safetensors header)
-    before any model is allocated, and the weights must be finite.
+    before any model is allocated, and the weights must be finite. Its ``"front_end"`` (and
+    the model section's) must be a valid front-end config, and the recorded one must be the
+    model's.
 
     Args:
         directory: the release folder.
@@ -147,14 +162,15 @@ def load_model(
     Raises:
         FileNotFoundError: the folder does not exist.
         CheckpointError: naming the file and the problem (not a folder, no or invalid
-            ``config.json``, unknown model class, unreadable weights, weights that do not fit
-            the config, non-finite weights).
+            ``config.json`` (a bad model or front-end field is named), unknown model class,
+            unreadable weights, weights that do not fit the config, non-finite weights).
     """
     directory = Path(directory)
     config = read_release_config(directory)
     cfg_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     overrides = {k: v for k, v in overrides.items() if v is not None}
     source = f"{cfg_path} with {overrides}" if overrides else str(cfg_path)
+    front_end = _release_front_end(config, cfg_path)
     model = build_checked(
         config.get("model_class", "masked_spec"),
         {**config["model"], **overrides},
@@ -162,6 +178,17 @@ def load_model(
         source,
         str(weights),
     )
+    if front_end is not None and not overrides and front_end != model.front_end_config:
+        recorded, own = front_end.to_dict(), model.front_end_config.to_dict()
+        differ = ", ".join(
+            f"{k}={recorded.get(k)!r} (the model's: {own.get(k)!r})"
+            for k in sorted(set(recorded) | set(own))
+            if recorded.get(k) != own.get(k)
+        )
+        raise CheckpointError(
+            f"{cfg_path}: 'front_end' contradicts the model section's front end: {differ}; "
+            "the file was edited or damaged"
+        )
     state = read_release_weights(directory, map_location)
     check_finite(state, weights)
     try:

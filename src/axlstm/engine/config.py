@@ -6,8 +6,10 @@ conversion, unknown keys) is :mod:`axlstm.core.config`; it is re-exported here.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from axlstm.core.config import (
     ConfigBase,
@@ -42,6 +44,16 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------- the sections
+def _check_finite(section: Any, prefix: str) -> None:
+    """Every number of a section (and of its lists) is finite: NaN or inf is a ConfigError
+    naming the key, before an optimiser or a schedule is built from it."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{prefix}.{f.name} must be a finite number, got {value!r}")
+
+
 @dataclass
 class OptimConfig(ConfigBase):
     """AdamW and its batch-size rule (SPEC §5); Adam for the original SSAST.
@@ -75,6 +87,7 @@ class OptimConfig(ConfigBase):
     clip_grad_norm: float | None = None
 
     def validate(self) -> None:
+        _check_finite(self, "optim")
         if self.global_batch <= 0 or self.grad_accum <= 0:
             raise ConfigError("optim.global_batch and optim.grad_accum must be positive")
         if self.global_batch % self.grad_accum:
@@ -90,6 +103,8 @@ class OptimConfig(ConfigBase):
             raise ConfigError("optim.clip_grad_norm must be positive (or null for no clipping)")
         if self.weight_decay < 0:
             raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.eps < 0:
+            raise ConfigError(f"optim.eps must be >= 0, got {self.eps}")
 
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else self.base_lr * self.global_batch / 256
@@ -146,6 +161,7 @@ class ScheduleConfig(ConfigBase):
     plateau_threshold: float = 1e-4
 
     def validate(self) -> None:
+        _check_finite(self, "schedule")
         if self.epochs <= 0 or self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
             raise ConfigError("need 0 <= schedule.warmup_epochs <= schedule.epochs, epochs > 0")
         if self.steps_per_epoch is not None and self.steps_per_epoch <= 0:

@@ -2,15 +2,108 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from axlstm.audio.features import FrontEndConfig
 from axlstm.core.config import ConfigBase
 from axlstm.core.errors import ConfigError
+from axlstm.layers.mlstm import BACKENDS
+from axlstm.layers.scan import SCAN_IMPLS
+from axlstm.objectives.masking import MASKING_MODES
+from axlstm.objectives.msm import LOSS_SCOPES
 
 FAMILIES = ("axlstm", "ssast", "ssam")
 FRAME_LAYOUTS = ("time", "official")
 ALTERNATIONS = ("bidirectional", "unidirectional")
+ATTN_IMPLS = ("sdpa", "eager")
+
+
+# ------------------------------------------------------------- checks shared by model configs
+def int_pair(value: Any) -> Any:
+    """A list or tuple of whole numbers as a tuple of ints; anything else as it is (for
+    :func:`sizes` to refuse)."""
+    if not isinstance(value, (list, tuple)):
+        return value
+    return tuple(
+        int(v)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()
+        else v
+        for v in value
+    )
+
+
+def positive_int(name: str, value: Any) -> None:
+    """``value`` is an integer >= 1, or a :class:`ConfigError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def non_negative_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def choose(name: str, value: Any, choices: Sequence[str], what: str = "") -> None:
+    """``value`` is one of ``choices``; ``what`` names the kind of thing in the message."""
+    if value not in choices:
+        kind = f"{what} ({name})" if what else name
+        raise ConfigError(f"unknown {kind} {value!r}; choose one of {tuple(choices)}")
+
+
+def sizes(name: str, value: Any) -> None:
+    """A (time, frequency) pair of positive integers."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ConfigError(f"{name} must be two positive integers, got {value!r}")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{name} must be two positive integers, got {value!r}")
+
+
+def in_range(
+    name: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """A finite number in the interval from ``low`` to ``high`` (open ends as flagged)."""
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and (value < high if high_open else value <= high)
+    )
+    if not ok:
+        where = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"{name} must be a finite number in {where}, got {value!r}")
+
+
+def check_dt_rank(value: Any) -> None:
+    """Mamba's ``dt_rank``: "auto" or a positive integer."""
+    if value != "auto":
+        positive_int("dt_rank", value)
+
+
+def check_front_end(config_class: type, front_end: Any, defaults: Mapping | None = None) -> None:
+    """The model's ``front_end`` settings make a valid ``config_class`` (unknown keys and
+    impossible values refused), or a :class:`ConfigError` naming ``front_end``."""
+    if not isinstance(front_end, Mapping):
+        raise ConfigError(f"front_end must be a mapping of front-end fields, got {front_end!r}")
+    try:
+        config_class.from_dict({**(defaults or {}), **front_end})
+    except ConfigError as err:
+        raise ConfigError(f"front_end: {err}") from err
 
 
 @dataclass
@@ -91,25 +184,59 @@ class ModelConfig(ConfigBase):
     CONFIG_LABEL: ClassVar[str] = "model config"
 
     def __post_init__(self) -> None:
-        self.img_size = tuple(int(v) for v in self.img_size)  # JSON gives lists
-        self.patch_size = tuple(int(v) for v in self.patch_size)
-        if self.family not in FAMILIES:
-            raise ConfigError(f"unknown model family {self.family!r}; choose one of {FAMILIES}")
-        if self.frame_layout not in FRAME_LAYOUTS:
-            raise ConfigError(
-                f"unknown frame_layout {self.frame_layout!r}; choose one of {FRAME_LAYOUTS}"
-            )
+        self.img_size = int_pair(self.img_size)  # JSON gives lists
+        self.patch_size = int_pair(self.patch_size)
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse impossible values, naming the field: sizes and counts are positive integers,
+        the patch fits (and tiles) the crop, the widths split into the heads, ratios lie in
+        their ranges, the front end is a valid :class:`axlstm.audio.FrontEndConfig`.
+
+        Raises:
+            ConfigError: naming the field and the value.
+        """
+        choose("family", self.family, FAMILIES)
+        choose("frame_layout", self.frame_layout, FRAME_LAYOUTS)
+        choose("alternation", self.alternation, ALTERNATIONS)
+        choose("mlstm_backend", self.mlstm_backend, BACKENDS, "mLSTM backend")
+        choose("scan_impl", self.scan_impl, SCAN_IMPLS, "scan impl")
+        choose("attn_impl", self.attn_impl, ATTN_IMPLS)
+        choose("masking_mode", self.masking_mode, MASKING_MODES, "masking mode")
+        choose("loss_scope", self.loss_scope, LOSS_SCOPES, "loss scope")
+        for name in (
+            "embed_dim", "depth", "in_chans", "expansion", "mlstm_heads", "qkv_block_size",
+            "conv_kernel_size", "d_state", "mlstm_chunk_size", "num_heads",
+        ):  # fmt: skip
+            positive_int(name, getattr(self, name))
+        non_negative_int("mlstm_segment_size", self.mlstm_segment_size)
+        check_dt_rank(self.dt_rank)
+        check_bool("residual_in_fp32", self.residual_in_fp32)
+        check_bool("mask_token_pos", self.mask_token_pos)
+        sizes("img_size", self.img_size)
+        sizes("patch_size", self.patch_size)
         for s, p in zip(self.img_size, self.patch_size, strict=True):
-            if s % p:
+            if p > s or s % p:
                 raise ConfigError(
-                    f"img_size {self.img_size} is not a multiple of {self.patch_size}"
+                    f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}"
                 )
-        if self.alternation not in ALTERNATIONS:
-            raise ConfigError(
-                f"unknown alternation {self.alternation!r}; choose one of {ALTERNATIONS}"
-            )
         if self.embed_dim % 4:
             raise ConfigError(f"embed_dim must be divisible by 4, got {self.embed_dim}")
+        if self.family == "axlstm":
+            inner = self.expansion * self.embed_dim  # the mLSTM width
+            for name in ("mlstm_heads", "qkv_block_size"):
+                if inner % getattr(self, name):
+                    raise ConfigError(
+                        f"{name}={getattr(self, name)} does not divide the mLSTM width "
+                        f"expansion * embed_dim = {inner}"
+                    )
+        if self.family == "ssast" and self.embed_dim % self.num_heads:
+            raise ConfigError(
+                f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}"
+            )
+        in_range("mlp_ratio", self.mlp_ratio, 0.0, math.inf, low_open=True)
+        in_range("mask_ratio", self.mask_ratio, 0.0, 1.0, low_open=True, high_open=True)
+        check_front_end(FrontEndConfig, self.front_end)
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -44,6 +44,7 @@ from torch import nn
 from axlstm.core.errors import ConfigError
 from axlstm.layers.mamba import BiMambaMixer, RMSNorm
 from axlstm.layers.scan import SCAN_IMPLS
+from axlstm.models.config import check_bool, check_dt_rank, choose, in_range, positive_int
 from axlstm.models.registry import build_preset, register_model, register_model_class
 from axlstm.models.ssast_config import SSASTFrameworkConfig
 from axlstm.models.ssast_framework import SSASTFramework
@@ -97,8 +98,10 @@ class SSAMBAConfig(SSASTFrameworkConfig):
 
     FAMILY: ClassVar[str] = "ssamba"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def validate(self) -> None:
+        """The framework's checks, then the Vim encoder's (see
+        :meth:`SSASTFrameworkConfig.validate`)."""
+        super().validate()
         if self.depth % 2:
             raise ConfigError(
                 f"SSAMBA runs its blocks in bidirectional pairs: depth must be even, "
@@ -106,18 +109,17 @@ class SSAMBAConfig(SSASTFrameworkConfig):
             )
         if self.num_cls_tokens != 1:
             raise ConfigError("SSAMBA has exactly one cls token")
-        if self.norm not in NORMS:
-            raise ConfigError(f"unknown norm {self.norm!r}; choose one of {NORMS}")
-        if self.cls_position not in CLS_POSITIONS:
-            raise ConfigError(
-                f"unknown cls_position {self.cls_position!r}; choose one of {CLS_POSITIONS}"
-            )
-        if self.backward_dt_bias not in ("zero", "mamba"):
-            raise ConfigError(
-                f"backward_dt_bias must be 'zero' or 'mamba', got {self.backward_dt_bias!r}"
-            )
-        if self.scan_impl not in SCAN_IMPLS:
-            raise ConfigError(f"unknown scan_impl {self.scan_impl!r}; choose one of {SCAN_IMPLS}")
+        choose("norm", self.norm, NORMS)
+        choose("cls_position", self.cls_position, CLS_POSITIONS)
+        choose("backward_dt_bias", self.backward_dt_bias, ("zero", "mamba"))
+        choose("scan_impl", self.scan_impl, SCAN_IMPLS, "scan impl")
+        for name in ("d_state", "d_conv", "expand", "chunk_size"):
+            positive_int(name, getattr(self, name))
+        check_dt_rank(self.dt_rank)
+        in_range("norm_eps", self.norm_eps, 0.0, 1.0, low_open=True)
+        in_range("drop_path_rate", self.drop_path_rate, 0.0, 1.0, high_open=True)
+        for name in ("residual_in_fp32", "residual_doubling", "final_norm_twice", "divide_out"):
+            check_bool(name, getattr(self, name))
 
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:

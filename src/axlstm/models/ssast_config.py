@@ -3,12 +3,25 @@ SSAST and SSAMBA share."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from axlstm.audio.kaldi import KaldiFbankConfig
 from axlstm.core.config import ConfigBase
 from axlstm.core.errors import ConfigError
 from axlstm.layers.patch import POS_ADAPTS
+from axlstm.models.config import (
+    ATTN_IMPLS,
+    check_bool,
+    check_front_end,
+    choose,
+    in_range,
+    int_pair,
+    non_negative_int,
+    positive_int,
+    sizes,
+)
 from axlstm.objectives.ssast import MASKINGS, NCE_DIRECTIONS
 
 __all__ = ["SSASTFrameworkConfig"]
@@ -80,34 +93,67 @@ class SSASTFrameworkConfig(ConfigBase):
     CONFIG_LABEL: ClassVar[str] = "model config"
 
     def __post_init__(self) -> None:
-        self.img_size = tuple(int(v) for v in self.img_size)  # JSON gives lists
-        self.patch_size = tuple(int(v) for v in self.patch_size)
+        self.img_size = int_pair(self.img_size)  # JSON gives lists
+        self.patch_size = int_pair(self.patch_size)
         if self.patch_stride is not None:
-            self.patch_stride = tuple(int(v) for v in self.patch_stride)
+            self.patch_stride = int_pair(self.patch_stride)
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse impossible values, naming the field: sizes and counts are positive integers,
+        the patch fits the input, the width splits into the heads (when the encoder has
+        ``num_heads``), the front end is a valid :class:`axlstm.audio.kaldi.KaldiFbankConfig`.
+
+        Raises:
+            ConfigError: naming the field and the value.
+        """
         if self.family != self.FAMILY:
             raise ConfigError(
                 f"{type(self).__name__} is family {self.FAMILY!r}, not {self.family!r}"
             )
-        if self.masking not in MASKINGS:
-            raise ConfigError(f"unknown masking {self.masking!r}; choose one of {MASKINGS}")
-        if self.nce_direction not in NCE_DIRECTIONS:
-            raise ConfigError(
-                f"unknown nce_direction {self.nce_direction!r}; use 'code' or 'paper'"
-            )
-        if self.pos_adapt not in POS_ADAPTS:
-            raise ConfigError(f"unknown pos_adapt {self.pos_adapt!r}; choose one of {POS_ADAPTS}")
-        if self.joint_passes not in (1, 2):
-            raise ConfigError(f"joint_passes must be 1 or 2, got {self.joint_passes}")
+        choose("masking", self.masking, MASKINGS)
+        choose("nce_direction", self.nce_direction, NCE_DIRECTIONS)
+        choose("pos_adapt", self.pos_adapt, POS_ADAPTS)
+        if self.joint_passes not in (1, 2) or isinstance(self.joint_passes, bool):
+            raise ConfigError(f"joint_passes must be 1 or 2, got {self.joint_passes!r}")
         if self.frame_layout != "time":
-            raise ConfigError(f"{type(self).__name__} supports frame_layout 'time' only")
-        if self.num_cls_tokens not in (1, 2):
-            raise ConfigError(f"num_cls_tokens must be 1 or 2, got {self.num_cls_tokens}")
-        for s, p, st in zip(self.img_size, self.patch_size, self.stride, strict=True):
-            if s < p or st <= 0:
+            raise ConfigError(
+                f"{type(self).__name__} supports frame_layout 'time' only, "
+                f"got {self.frame_layout!r}"
+            )
+        if self.num_cls_tokens not in (1, 2) or isinstance(self.num_cls_tokens, bool):
+            raise ConfigError(f"num_cls_tokens must be 1 or 2, got {self.num_cls_tokens!r}")
+        positive_int("embed_dim", self.embed_dim)
+        positive_int("depth", self.depth)
+        positive_int("mask_patch", self.mask_patch)
+        non_negative_int("num_classes", self.num_classes)
+        check_bool("keep_unused_heads", self.keep_unused_heads)
+        check_bool("ssl_heads", self.ssl_heads)
+        sizes("img_size", self.img_size)
+        sizes("patch_size", self.patch_size)
+        if self.patch_stride is not None:
+            sizes("patch_stride", self.patch_stride)
+        for s, p in zip(self.img_size, self.patch_size, strict=True):
+            if s < p:
                 raise ConfigError(
-                    f"img_size {self.img_size} is smaller than the patch {self.patch_size} "
-                    f"or the stride {self.stride} is not positive"
+                    f"img_size {self.img_size} is smaller than the patch {self.patch_size}"
                 )
+        in_range("mpc_weight", self.mpc_weight, 0.0, math.inf, high_open=True)
+        in_range("mpg_weight", self.mpg_weight, 0.0, math.inf, high_open=True)
+        heads = getattr(self, "num_heads", None)  # the attention encoders' (the original SSAST)
+        if heads is not None:
+            positive_int("num_heads", heads)
+            if self.embed_dim % heads:
+                raise ConfigError(
+                    f"embed_dim={self.embed_dim} is not divisible by num_heads={heads}"
+                )
+        if hasattr(self, "mlp_ratio"):
+            in_range("mlp_ratio", self.mlp_ratio, 0.0, math.inf, low_open=True, high_open=True)
+        if hasattr(self, "attn_impl"):
+            choose("attn_impl", self.attn_impl, ATTN_IMPLS)
+        # the fbank's length and bins default to the model's input, as front_end_config says
+        fbank = {"target_length": self.img_size[0], "n_mels": self.img_size[1]}
+        check_front_end(KaldiFbankConfig, self.front_end, fbank)
 
     @property
     def stride(self) -> tuple[int, int]:
