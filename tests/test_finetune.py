@@ -75,7 +75,7 @@ def test_debug_recipe_end_to_end(tmp_path, monkeypatch, capsys):
     assert main(["finetune", "--config", "debug", "--out", str(out), "--max-steps", "8"]) == 0
     printed = capsys.readouterr().out
     assert "acc:" in printed and "report:" in printed
-    written = ["results.json", "summary.json", "report.md", "labels.json", "valid.jsonl"]
+    written = ["results.json", "scores.json", "report.md", "labels.json", "valid.jsonl"]
     written += ["valid.csv", "best.pt", "plots/validation.png", "classifier/labels.json"]
     for name in written:
         assert (out / name).exists(), name

@@ -164,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         prepare_tasks,
         run_evaluation,
     )
+    from axlstm.evaluation.builtin import builtin_tasks_dir
 
     _check_options(args)
     probe = ProbeConfig(kind=args.probe, shuffle=not args.no_shuffle)
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     root = args.cache_dir if args.cache_dir is not None else default_cache_dir()
     cache_dir = None if args.no_cache else root / "embeddings"
     builtin = any(t == BUILTIN or t.startswith(f"{BUILTIN}:") for t in map(str, args.tasks))
-    builtin_dir = root / "tasks" / f"builtin-scale{args.builtin_scale}"
+    builtin_dir = builtin_tasks_dir(root, args.builtin_scale)
     # Every output is proved writable before any work.
     check_output_dir(args.out, "report folder (--out)")
     if cache_dir is not None or builtin:

@@ -399,10 +399,14 @@ class Trainer:
                 loss_mean, metrics = self._intervals.take_log_means()
                 self._log(lr, loss_mean, log_clips, now - t_log, grad_norm, metrics)
                 log_clips, t_log = 0, now
+            paused = time.perf_counter()
             if validate_every and (self.step % validate_every == 0 or final):
                 self._validate()  # before saving: the task's state follows the validation
             if saving_now or stop_now:
                 self._save()
+            spent = time.perf_counter() - paused  # not training: kept out of the clips/s
+            t_step += spent
+            t_log += spent
             if e.crash_after_step == self.step:
                 self._crash()
             if stop_now:

@@ -234,6 +234,12 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
 }
 
 
+def builtin_tasks_dir(cache_root: str | Path, scale: int = 1) -> Path:
+    """Where the built-in tasks of ``scale`` are written under a cache root, for every command
+    that uses them (``axlstm evaluate``, ``axlstm finetune --data builtin:NAME``)."""
+    return Path(cache_root) / "tasks" / f"builtin-scale{scale}"
+
+
 def builtin_task_names() -> list[str]:
     return list(BUILTIN_TASKS)
 

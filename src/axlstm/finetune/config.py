@@ -4,7 +4,7 @@ Sections: ``model`` (what to fine-tune and how much of it), ``data`` (the labell
 the clip length), ``augment``, ``loss``, ``validation`` (how often, which score, weight
 averaging), and the engine's ``optim`` (with a head learning-rate multiplier and layer-wise
 decay), ``schedule``, ``engine`` and ``logging``. Every field is documented on its class;
-presets are YAML files in ``axlstm/recipes/presets/finetune_*.yaml``.
+presets are YAML files in ``axlstm/recipes/presets/finetune/*.yaml``.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ Layout of ``OUT`` (one run) or ``OUT/<fold>/`` (k-fold data, one per held-out fo
   recipe selects (averaged when weight averaging is on, else the best on validation, else the
   final ones).
 
-``OUT/labels.json`` holds the label vocabulary, ``OUT/summary.json`` and ``OUT/report.md`` the
-scores (k-fold: mean and 95 % Student-t interval over the folds).
+``OUT/labels.json`` holds the label vocabulary, ``OUT/scores.json`` and ``OUT/report.md`` the
+scores (k-fold: mean and 95 % Student-t interval over the folds); the engine's own
+``summary.json`` (steps, wall time, clips/s) stays in each run folder.
 
 k-fold data follow SSAST's ESC-50 protocol: the held-out fold is both validated on during
 training and reported; the reported score is that of the final weights (or the averaged ones),
@@ -39,7 +40,7 @@ from axlstm.core.errors import ConfigError, UsageError
 from axlstm.core.fileio import atomic_write_text, check_output_dir
 from axlstm.engine.checkpoint import CheckpointManager
 from axlstm.engine.trainer import Trainer, TrainerCallback
-from axlstm.evaluation.builtin import write_builtin_tasks
+from axlstm.evaluation.builtin import builtin_tasks_dir, write_builtin_tasks
 from axlstm.evaluation.cache import default_cache_dir
 from axlstm.evaluation.stats import mean_ci
 from axlstm.finetune.config import FinetuneConfig
@@ -56,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 LABELS_NAME = "labels.json"
 RESULTS_NAME = "results.json"
+SCORES_NAME = "scores.json"
 
 
 # ------------------------------------------------------------------------------------ presets
@@ -85,7 +87,7 @@ def resolve_data(cfg: FinetuneConfig) -> LabelledData:
     source = str(d.source)
     if source.startswith("builtin:"):
         name = source.split(":", 1)[1]
-        folder = write_builtin_tasks(default_cache_dir() / "tasks", names=[name])[0]
+        folder = write_builtin_tasks(builtin_tasks_dir(default_cache_dir()), names=[name])[0]
         source = str(folder)
     return load_labelled(
         source,
@@ -155,7 +157,7 @@ def finetune(
     resume: bool = False,
     callback: TrainerCallback | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune, test, release; returns the summary (also ``OUT/summary.json``)."""
+    """Fine-tune, test, release; returns the summary of the scores (also ``OUT/scores.json``)."""
     out = check_output_dir(Path(out_dir), "--out")
     data = resolve_data(cfg)
     # under torchrun every rank runs this function; rank 0 alone writes the run's own files
@@ -251,7 +253,7 @@ def _summarise(out: Path, data: LabelledData, results: dict[str, dict]) -> dict[
         "runs": results,
         "scores": per_score,
     }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / SCORES_NAME, json.dumps(summary, indent=2) + "\n")
     lines = ["# Fine-tuning results", "", f"Data: {data.source}", "",
              "| score | mean | 95 % CI | runs |", "|---|---|---|---|"]  # fmt: skip
     for name, s in per_score.items():
