@@ -335,3 +335,11 @@ def test_embed_of_a_release_with_a_bad_front_end_exits_1_naming_config_json(
     line = one_line_error(capsys)
     assert str(release / "config.json") in line and "n_mels" in line, line
     assert not (tmp_path / "e.npz").exists()
+
+
+def test_a_key_without_value_that_no_config_knows_is_refused():
+    """YAML reads "{num_heads:0}" (no space) as the key "num_heads:0" with no value; it must
+    not be dropped like an unset option and train the default model."""
+    with pytest.raises(ConfigError, match="'num_heads:0'"):
+        axlstm.create_model("test_axlstm", **{"num_heads:0": None})
+    assert axlstm.create_model("test_axlstm", depth=None).config.depth == 2  # unset: default

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Callable
 from typing import Any
@@ -72,6 +73,14 @@ def create_model(name: str, **overrides: Any) -> Encoder:
     """
     if name not in _PRESETS:
         raise ConfigError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    unset = [k for k, v in overrides.items() if v is None]
+    known = {f.name for _, cfg in MODEL_CLASSES.values() for f in dataclasses.fields(cfg)}
+    unknown = [k for k in unset if k not in known]
+    if unknown:  # e.g. YAML's "{num_heads:0}" (no space): a key "num_heads:0" with no value
+        raise ConfigError(
+            f"unknown model config field {unknown[0]!r} (with no value); did you mean "
+            "'key: value' with a space after the colon?"
+        )
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return _PRESETS[name](**overrides)
 
