@@ -154,6 +154,3 @@ def param_groups(
         raise ConfigError("nothing to train: every parameter is frozen")
     return [groups[k] for k in sorted(groups)]
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
