@@ -25,6 +25,13 @@ script again with the same ``--out`` only recomputes what is missing. Writes
     python benchmarks/finetune_study.py --out runs/ftstudy
     python benchmarks/finetune_study.py --out runs/ftstudy --seeds 3 --epochs 6 --jobs 2
     python benchmarks/finetune_study.py --out runs/ftstudy --only throughput --tp-threads 1 2
+
+Only the longer schedule, reusing an earlier study's release and probe (``--seeds 0`` and an
+empty ``--variants`` skip the short runs)::
+
+    python benchmarks/finetune_study.py --out runs/ftlong --cache runs/ftstudy/cache \
+        --release runs/ftstudy/release --probe-from runs/ftstudy/probe --only finetune \
+        --seeds 0 --variants --long-epochs 64 --long-seeds 3 --long-tasks timbre
 """
 
 from __future__ import annotations
@@ -443,6 +450,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long-epochs", type=int, default=24, help="longer schedule (0: off)")
     p.add_argument("--long-seeds", type=int, default=3)
     p.add_argument("--long-tasks", nargs="+", default=["timbre"])
+    p.add_argument(
+        "--release",
+        type=Path,
+        help="fine-tune this exported release instead of pretraining one into OUT/release "
+        "(e.g. an earlier study's OUT/release)",
+    )
+    p.add_argument(
+        "--probe-from",
+        type=Path,
+        help="reuse the probe of an earlier study (its OUT/probe folder, results.json) for the "
+        "tables instead of running axlstm evaluate",
+    )
     p.add_argument("--tp-presets", nargs="+", default=["test_axlstm", "axlstm_tiny", "ssast_tiny"])
     p.add_argument("--tp-seconds", nargs="+", type=float, default=[1.0, 2.0])
     p.add_argument("--tp-threads", nargs="+", type=int, default=[1])
@@ -478,9 +497,23 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     walls = study.setdefault("wall_s", {})
     t0 = time.perf_counter()
+    if args.release:  # an existing release: no pretraining in this study
+        parts.discard("pretrain")
+    if args.probe_from:
+        parts.discard("probe")
+        results = _json(args.probe_from / "results.json")
+        if not results or "axlstm_pretrained" not in results:
+            raise SystemExit(f"--probe-from: no axlstm_pretrained in {args.probe_from}")
+        study["probe"] = {"reused_from": str(args.probe_from.resolve()), "results": results}
     if parts & {"pretrain", "probe", "finetune"}:
         t = time.perf_counter()
-        release = pretrain_and_export(out, env, args.threads, study)
+        if args.release:
+            release = args.release.resolve()
+            if not (release / "model.safetensors").is_file():
+                raise SystemExit(f"--release: no model.safetensors in {release}")
+            study["pretrain"] = {"reused_release": str(release)}
+        else:
+            release = pretrain_and_export(out, env, args.threads, study)
         overrides = _demo_overrides()
         study["parameters"] = count_parameters(release, overrides)
         study["random_init_overrides"] = overrides
