@@ -137,6 +137,15 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(ref_run, tmp_path, ca
     assert "truncated or corrupt" in caplog.text and "resuming from" in caplog.text
     assert str(ckpts / "last.pt") in caplog.text
 
+    # last.pt cut short while the newest step file is intact: it is named, not read
+    run = partial_run(ref_run, tmp_path / "run_last", step=4)
+    truncate(run / "checkpoints" / "last.pt")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="axlstm"):
+        summary = pretrain(fast_config(*over), run, resume=True)
+    assert summary.start_step == 4
+    assert f"checkpoint {run / 'checkpoints' / 'last.pt'} is damaged" in caplog.text
+
     # Both copies of step 4 damaged (one cut short, one with NaN weights): step 2 it is, and
     # the resumed run still ends exactly where the uninterrupted one did.
     run = partial_run(ref_run, tmp_path / "run2", step=4)

@@ -14,6 +14,7 @@ import logging
 import signal
 import threading
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -103,6 +104,15 @@ def find_resume_state(
                 problem,
                 path,
                 state["step"],
+            )
+        last = ckpts.last
+        tried = {p for p, _ in damaged} | {path}
+        if last not in tried and last.is_file() and not zipfile.is_zipfile(last):
+            # not read (a newer file was intact), but the user should know it is broken
+            logger.warning(
+                "checkpoint %s is damaged (not a complete checkpoint file); it is replaced at "
+                "the next save",
+                last,
             )
         logger.info("resuming from %s (step %d)", path, state["step"])
         return state, path
