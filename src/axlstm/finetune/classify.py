@@ -153,4 +153,3 @@ def param_groups(
     if not groups:
         raise ConfigError("nothing to train: every parameter is frozen")
     return [groups[k] for k in sorted(groups)]
-
