@@ -23,6 +23,7 @@ from axlstm.core.errors import AudioError, CheckpointError
 from axlstm.embedding import (
     embed,
     front_end_config,
+    hop_split_for,
     layer_labels,
     model_layers,
     model_window,
@@ -49,6 +50,10 @@ class HearModel(nn.Module):
             5 d for AxLSTM, 8 D for 16×16 patch models, D for frame models; layers
             concatenated).
         timestamp_embedding_size: width of a frame embedding (the same).
+        max_hop_ms: the largest hop between timestamp embeddings (HEAR asks for at most
+            50 ms); models with a coarser frame grid (16x16-patch SSAST/SSAMBA: 160 ms) get
+            ``hop_split`` offset passes (4: a 40 ms hop). None keeps the model's own hop.
+        hop_split: offset passes of :func:`get_timestamp_embeddings` (1 for AxLSTM).
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class HearModel(nn.Module):
         layer: Any = None,
         batch_size: int = 16,
         precision: str | None = None,
+        max_hop_ms: float | None = 50.0,
     ) -> None:
         super().__init__()
         self.encoder = encoder.eval()
@@ -73,17 +79,20 @@ class HearModel(nn.Module):
         size = int(encoder.frame_dim * len(indices))
         self.scene_embedding_size = size
         self.timestamp_embedding_size = size
+        self.max_hop_ms = max_hop_ms
+        self.hop_split = hop_split_for(encoder, max_hop_ms)
 
     def extra_repr(self) -> str:
         return (
             f"window={self.window!r}, layers={self.layers}, "
-            f"frame_layout={self.encoder.config.frame_layout!r}, precision={self.precision!r}"
+            f"frame_layout={self.encoder.config.frame_layout!r}, precision={self.precision!r}, "
+            f"hop_split={self.hop_split}"
         )
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return get_timestamp_embeddings(audio, self)
 
-    def _embed(self, audio: torch.Tensor):
+    def _embed(self, audio: torch.Tensor, hop_split: int = 1):
         if not isinstance(audio, torch.Tensor) or audio.dim() != 2:
             shape = tuple(audio.shape) if hasattr(audio, "shape") else type(audio).__name__
             raise ValueError(f"HEAR audio must be a (n_sounds, n_samples) tensor, got {shape}")
@@ -95,6 +104,7 @@ class HearModel(nn.Module):
             layer=self.layer,
             batch_size=self.batch_size,
             precision=self.precision,
+            hop_split=hop_split,
         )
         self._check_finite(out.frames)
         return out
@@ -133,6 +143,7 @@ def load_model(
     batch_size: int = 16,
     precision: str | None = None,
     device: str | torch.device | None = None,
+    max_hop_ms: float | None = 50.0,
     **overrides: Any,
 ) -> HearModel:
     """Load a model for the HEAR API.
@@ -151,6 +162,8 @@ def load_model(
         batch_size: windows per forward pass.
         precision: None / "fp32"; "fp16" or "bf16" autocast on CUDA.
         device: where to put the model (default CPU; the validator moves it itself).
+        max_hop_ms: the largest hop of timestamp embeddings (HEAR: 50 ms); a model with a
+            coarser grid runs offset passes (see :class:`HearModel`). None: the model's hop.
         **overrides: other config overrides (e.g. ``embed_dim``, ``depth`` for an official
             checkpoint of a custom size).
     """
@@ -163,7 +176,12 @@ def load_model(
         spec = DEFAULT_MODEL
     encoder = _resolve_model(spec, arch=arch, frame_layout=frame_layout, **overrides)
     model = HearModel(
-        encoder, window=window, layer=layer, batch_size=batch_size, precision=precision
+        encoder,
+        window=window,
+        layer=layer,
+        batch_size=batch_size,
+        precision=precision,
+        max_hop_ms=max_hop_ms,
     )
     if device is not None:
         model = model.to(device)
@@ -182,9 +200,10 @@ def get_timestamp_embeddings(
     Returns:
         float32 embeddings (n_sounds, n_frames, timestamp_embedding_size) and timestamps
         (n_sounds, n_frames) in ms (frame centres; with the official layout the official
-        ``i * duration / n_frames``), on the model's device.
+        ``i * duration / n_frames``), on the model's device. The hop is at most
+        ``model.max_hop_ms`` (50 ms by default: 40 ms for every family).
     """
-    out = model._embed(audio)
+    out = model._embed(audio, model.hop_split)
     frames = out.frames
     if frames.dim() == 4:  # (B, T, K, D): layers side by side
         frames = frames.flatten(2)

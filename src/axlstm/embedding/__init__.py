@@ -16,6 +16,7 @@ from axlstm.embedding.files import FileEmbedding, iter_file_embeddings
 from axlstm.embedding.options import (
     OFFICIAL_WINDOW,
     check_frame_layout,
+    hop_split_for,
     layer_labels,
     model_layers,
     model_window,
@@ -36,6 +37,7 @@ __all__ = [
     "collect_inputs",
     "embed",
     "front_end_config",
+    "hop_split_for",
     "iter_file_embeddings",
     "layer_labels",
     "model_layers",

@@ -69,7 +69,13 @@ from axlstm.embedding.options import (
     parse_layers,
     precision_context,
 )
-from axlstm.embedding.windows import encode_whole, encode_windowed, keep_and_times, model_grid
+from axlstm.embedding.windows import (
+    encode_offset,
+    encode_whole,
+    encode_windowed,
+    keep_and_times,
+    model_grid,
+)
 from axlstm.models import Encoder
 
 __all__ = ["Embeddings", "check_clip", "embed", "front_end_config"]
@@ -252,6 +258,7 @@ def embed(
     batch_size: int = 16,
     precision: str | None = None,
     names: Sequence[str] | None = None,
+    hop_split: int = 1,
 ) -> Embeddings:
     """Scene and frame embeddings of audio clips.
 
@@ -276,6 +283,12 @@ def embed(
         batch_size: windows (with ``window=None``: whole clips) per forward pass.
         precision: None / "fp32", or "fp16" / "bf16" autocast, used on CUDA only.
         names: names of the clips for error messages (default "clip i").
+        hop_split: frames on a grid this many times finer than the model's hop, from as many
+            passes over the clip offset by ``hop / hop_split`` (a divisor of the frame stride;
+            see :func:`~axlstm.embedding.hop_split_for`): 4 gives 16x16-patch SSAST/SSAMBA
+            models a 40 ms hop, as HEAR's timestamp embeddings require (at most 50 ms). Costs
+            ``hop_split`` times the compute; frames of pass 0 are those of ``hop_split=1``.
+            "time" frame layout only.
 
     Returns:
         :class:`Embeddings`; each clip's result equals what it gets alone.
@@ -294,6 +307,19 @@ def embed(
     indices, single = parse_layers(layer, model_layers(model))
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if isinstance(hop_split, bool) or not isinstance(hop_split, int) or hop_split < 1:
+        raise ValueError(f"hop_split must be a positive integer, got {hop_split!r}")
+    if hop_split > 1:
+        if grid.stride % hop_split:
+            raise ValueError(
+                f"hop_split {hop_split} does not divide the model's frame stride of "
+                f"{grid.stride} input frames"
+            )
+        if layout != "time":
+            raise ValueError(
+                f"hop_split needs the 'time' frame layout (got {layout!r}): official-layout "
+                "frames are not on a regular grid"
+            )
     if isinstance(sample_rate, bool) or not float(sample_rate) > 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate!r}")
     device = next(model.parameters()).device
@@ -319,16 +345,16 @@ def embed(
     try:
         with torch.no_grad():
             specs = _spectrograms(waves, fe, device)
-            if win is None:
-                frames = encode_whole(specs, grid, batch_size, run, pad)
-            else:
-                frames = encode_windowed(specs, grid, batch_size, run, pad)
+            encode = encode_whole if win is None else encode_windowed
+            frames = encode_offset(
+                specs, grid, hop_split, lambda s: encode(s, grid, batch_size, run, pad)
+            )
     finally:
         model.train(was_training)
 
     kept, times = [], []
     for spec, f, n in zip(specs, frames, n_samples, strict=True):
-        k, ts = keep_and_times(spec.shape[0], n, sample_rate, layout, grid, fe)
+        k, ts = keep_and_times(spec.shape[0], n, sample_rate, layout, grid, fe, hop_split)
         kept.append(f[:k])
         times.append(ts)
     B, t_max = len(kept), max(f.shape[0] for f in kept)

@@ -20,6 +20,7 @@ __all__ = [
     "OFFICIAL_WINDOW",
     "LayerSpec",
     "check_frame_layout",
+    "hop_split_for",
     "layer_labels",
     "model_layers",
     "model_window",
@@ -137,6 +138,32 @@ def official_window(model: Encoder) -> int:
 def model_window(model: Encoder, window: Any) -> int | None:
     """:func:`parse_window` with the model's patch length and official window."""
     return parse_window(window, model.frame_span, official_window(model))
+
+
+def hop_split_for(model: Encoder, max_hop_ms: float | None) -> int:
+    """The number of offset passes (``embed(..., hop_split=n)``) that brings ``model``'s frame
+    hop to at most ``max_hop_ms``: the smallest divisor ``n`` of the frame stride (in input
+    frames) with ``stride * input_hop / n <= max_hop_ms``; 1 when the hop already is that fine
+    or ``max_hop_ms`` is None. 16x16-patch SSAST/SSAMBA models (160 ms) need 4 (40 ms);
+    AxLSTM (40 ms) and 128x2 frame models (20 ms) need 1.
+
+    Raises:
+        ValueError: ``max_hop_ms`` is not positive, or not even one input frame reaches it.
+    """
+    if max_hop_ms is None:
+        return 1
+    if isinstance(max_hop_ms, bool) or not float(max_hop_ms) > 0:
+        raise ValueError(f"max_hop_ms must be positive, got {max_hop_ms!r}")
+    fe = model.front_end_config
+    input_ms = 1000.0 * fe.hop_samples / fe.sample_rate  # 10 ms per input frame
+    stride = int(model.frame_hop)
+    for n in range(1, stride + 1):
+        if stride % n == 0 and stride * input_ms / n <= float(max_hop_ms) + 1e-9:
+            return n
+    raise ValueError(
+        f"no frame hop of at most {max_hop_ms:g} ms: the model's finest grid is one input "
+        f"frame ({input_ms:g} ms)"
+    )
 
 
 def model_layers(model: Encoder) -> int:

@@ -14,7 +14,14 @@ import torch.nn.functional as F
 from axlstm.audio.frontend import FrontEndSpec
 from axlstm.models import Encoder
 
-__all__ = ["Grid", "encode_whole", "encode_windowed", "keep_and_times", "model_grid"]
+__all__ = [
+    "Grid",
+    "encode_offset",
+    "encode_whole",
+    "encode_windowed",
+    "keep_and_times",
+    "model_grid",
+]
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,32 @@ def encode_whole(specs, grid: Grid, batch_size, run, pad_value=0.0) -> list[torc
     return out  # type: ignore[return-value]
 
 
+def encode_offset(specs, grid: Grid, split: int, encode) -> list[torch.Tensor]:
+    """Frames on a grid ``split`` times finer than the model's: ``split`` passes of
+    ``encode(specs) -> [frames per clip]``, pass ``j`` over each spectrogram without its first
+    ``j * stride / split`` input frames, interleaved so that frame ``m`` of the result is frame
+    ``m // split`` of pass ``m % split`` (it starts at input frame ``m * stride / split``).
+    Every pass sees the same features (standardised over the whole clip), so pass 0 is exactly
+    the frames of one ordinary pass."""
+    if split == 1:
+        return encode(specs)
+    sub = grid.stride // split
+    passes = []
+    for j in range(split):
+        # a clip shorter than the offset keeps one row: none of its frames is ever kept
+        passes.append(encode([s[min(j * sub, s.shape[0] - 1) :] for s in specs]))
+    out = []
+    for i, spec in enumerate(specs):
+        total = max(1, math.ceil(spec.shape[0] / sub))  # frames that start inside the clip
+        first = passes[0][i]
+        frames = first.new_zeros(total, *first.shape[1:])
+        for j in range(split):
+            idx = torch.arange(j, total, split)
+            frames[idx] = passes[j][i][: idx.numel()]
+        out.append(frames)
+    return out
+
+
 def keep_and_times(
     n_in: int,
     n_samples: int,
@@ -97,15 +130,18 @@ def keep_and_times(
     layout: str,
     grid: Grid,
     fe: FrontEndSpec,
+    split: int = 1,
 ) -> tuple[int, np.ndarray]:
-    """Number of frames kept and their timestamps (ms) for one clip (see the module doc)."""
-    n_max = grid.wanted(n_in)
+    """Number of frames kept and their timestamps (ms) for one clip (see the module doc);
+    ``split`` > 1 for the finer grid of :func:`encode_offset`."""
+    n_max = grid.wanted(n_in) if split == 1 else max(1, math.ceil(n_in * split / grid.stride))
     duration_ms = Fraction(1000) * n_samples / Fraction(sample_rate)
     if layout == "official":
         step = duration_ms / n_max
         return n_max, np.array([float(i * step) for i in range(n_max)])
     hop_ms = Fraction(1000 * fe.hop_samples, fe.sample_rate)  # 10 ms per input frame
-    frame_ms = grid.stride * hop_ms  # 40 ms per frame for AxLSTM, 160 ms for 16x16 patches
+    # 40 ms per frame for AxLSTM, 160 ms for 16x16 patches (40 ms with split 4)
+    frame_ms = grid.stride * hop_ms / split
     # centre of input frames 0 .. patch - 1: 15 ms for AxLSTM, 87.5 ms for 16x16 fbank patches
     centre_ms = Fraction(1000, fe.sample_rate) * fe.first_centre + (grid.patch - 1) * hop_ms / 2
     inside = math.floor((duration_ms - centre_ms) / frame_ms) + 1
