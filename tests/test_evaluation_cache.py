@@ -3,6 +3,7 @@ options and the task's files. Also the built-in tasks: deterministic HEAR folder
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -162,6 +163,29 @@ def test_builtin_generators_label_what_they_say():
         wave, labels = task.make(rng, 3, task.duration, 16000)
         assert wave.dtype == np.float32 and len(wave) == round(task.duration * 16000)
         assert 0.1 < np.abs(wave).max() <= 0.9 + 1e-6
+        if task.embedding_type == "event":
+            labels = [e["label"] for e in labels]
         assert set(labels) <= set(task.labels) and labels
     assert BUILTIN_TASKS["pitch_class"].make(rng, 14, 1.0, 16000)[1] == ["D"]
     assert BUILTIN_TASKS["polyphony"].make(rng, 2, 1.5, 16000)[1] == ["3"]
+
+
+def test_builtin_event_task_marks_where_the_sounds_are():
+    """sound_events: events lie inside the clip, one label's events never overlap, and the
+    audio is far louder inside events than outside (the noise floor is 20-35 dB down)."""
+    task = BUILTIN_TASKS["sound_events"]
+    assert task.embedding_type == "event"
+    louder = []
+    for index in range(12):
+        rng = np.random.default_rng([0, index])
+        wave, events = task.make(rng, index, task.duration, 16000)
+        assert events and all(0 <= e["start"] < e["end"] <= 4000.0 for e in events)
+        for label in task.labels:
+            spans = sorted((e["start"], e["end"]) for e in events if e["label"] == label)
+            assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))
+        inside = np.zeros(len(wave), dtype=bool)
+        for e in events:
+            inside[round(e["start"] * 16) : round(e["end"] * 16)] = True
+        if (~inside).sum() > 1600:
+            louder.append(np.sqrt(np.mean(wave[inside] ** 2) / np.mean(wave[~inside] ** 2)))
+    assert louder and min(louder) > 3.0

@@ -53,21 +53,29 @@ def test_evaluate_end_to_end(tiny_tasks, tmp_path, capsys):
     for model in ("rand", "test_ssast", "logmel"):
         entry = results[model]
         assert set(entry) == {"events", "tones", "tones_kfold", "tones_ml"}
-        for task in ("tones", "tones_kfold", "tones_ml"):
+        for task in ("tones", "tones_kfold", "tones_ml", "events"):
             e = entry[task]
             assert len(e["scores"]) == 3 and all(0.0 <= s <= 1.0 for s in e["scores"])
             assert e["mean"] == pytest.approx(sum(e["scores"]) / 3)
             assert e["ci95"] >= 0.0
         assert entry["tones_ml"]["metric"] == "mAP" and entry["tones"]["metric"] == "top1_acc"
-        assert "event (timestamp) task" in entry["events"]["error"]
-        assert entry["events"]["mean"] is None and entry["events"]["scores"] == []
+        assert entry["events"]["metric"] == "event_onset_200ms_fms"
+        # the test events of every seed, in HEAR's format, beside the report
+        for seed in range(3):
+            written = json.loads(
+                (out / "events" / model / "events" / f"seed{seed}.json").read_text()
+            )
+            assert len(written["files"]) == 6 and len(written["postprocessing"]) == 1
     assert "unknown model 'no_such_model'" in results["no_such_model"]["tones"]["error"]
     details = json.loads((out / "details.json").read_text())
     kfold = details["outcomes"]["logmel"]["tones_kfold"]
     assert len(kfold["fold_scores"]["top1_acc"][0]) == 3 and len(kfold["dropout"]) == 3
     assert "d_prime" not in kfold["secondary"]
     assert details["settings"]["seeds"] == [0, 1, 2]
-    assert details["aggregate"]["logmel"]["mean"] is None  # the event task failed for it
+    assert details["aggregate"]["logmel"]["mean"] is not None  # every task scored
+    assert (
+        details["outcomes"]["logmel"]["events"]["postprocessing"][0][0]["median_filter_ms"] == 250
+    )
     report = (out / "report.md").read_text()
     assert "| `rand` |" in report and "## Failures" in report and "placeholder" in report
     assert (out / "chart.png").stat().st_size > 1000
@@ -80,9 +88,10 @@ def test_evaluate_end_to_end(tiny_tasks, tmp_path, capsys):
     argv[argv.index(str(out))] = str(out2)
     i = argv.index("no_such_model")
     del argv[i - 1 : i + 1]
-    assert main(argv) == 1  # the event task still fails
+    assert main(argv) == 0
     again = json.loads((out2 / "details.json").read_text())["outcomes"]
-    assert all(again[m]["tones"]["embeddings_cached"] for m in ("rand", "test_ssast", "logmel"))
+    for task in ("tones", "events"):
+        assert all(again[m][task]["embeddings_cached"] for m in ("rand", "test_ssast", "logmel"))
     assert json.loads((out2 / "results.json").read_text())["rand"] == results["rand"]
 
 
@@ -126,7 +135,7 @@ def test_tasks_command(tmp_path, tiny_tasks, capsys):
     assert "pitch_class: multiclass, 12 classes" in capsys.readouterr().out
     assert main(["tasks", "--check", str(tiny_tasks)]) == 0
     out = capsys.readouterr().out
-    assert "ok tones: scene multiclass" in out and "event task: not scored" in out
+    assert "ok tones: scene multiclass" in out and "post-processing grid: median 250 ms" in out
     (tiny_tasks / "broken").mkdir(exist_ok=True)
     (tiny_tasks / "broken" / "task_metadata.json").write_text("{")
     try:

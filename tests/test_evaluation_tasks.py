@@ -140,14 +140,14 @@ def test_multilabel_targets(tmp_path):
     assert (y.sum(axis=1) == 2).all()
 
 
-def test_event_task_is_read_then_refused(tmp_path):
+def test_event_task_is_read_and_refused_as_a_scene_task(tmp_path):
     task = load_task(
         make_task(tmp_path, embedding_type="event", evaluation=["event_onset_200ms_fms"])
     )
     assert task.embedding_type == "event"
     first = next(iter(task.entries["train"].values()))
     assert first == [{"label": "low", "start": 50.0, "end": 400.0}]
-    with pytest.raises(UnsupportedTaskError, match=r"event .*onset F1"):
+    with pytest.raises(UnsupportedTaskError, match=r"event \(timestamp\) task"):
         task.require_scene()
     with pytest.raises(UnsupportedTaskError):
         task.targets("train")

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
             sizes = task.split_sizes(args.scale, args.folds)
             sizes = ", ".join(f"{s} {n}" for s, n in sizes.items())
             print(
-                f"{task.name}: {task.prediction_type}, {len(task.labels)} classes, "
+                f"{task.name}: {'event ' if task.embedding_type == 'event' else ''}"
+                f"{task.prediction_type}, {len(task.labels)} classes, "
                 f"{task.duration:g} s clips ({sizes}): {task.description}"
             )
         return 0
@@ -78,8 +79,14 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     task = load_task(folder)
                     task.check_audio()
-                    note = "" if task.embedding_type == "scene" else " (event task: not scored)"
-                    print(f"ok {task.describe()}{note}")
+                    if task.is_event:
+                        grid = ", ".join(
+                            f"median {g.median_filter_ms:g} ms / min {g.min_duration_ms:g} ms"
+                            for g in task.postprocessing()
+                        )
+                        print(f"ok {task.describe()}; post-processing grid: {grid}")
+                    else:
+                        print(f"ok {task.describe()}")
                 except (ValueError, OSError) as err:
                     print(f"axlstm tasks: error: {err}", file=sys.stderr)
                     bad += 1

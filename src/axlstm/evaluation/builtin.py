@@ -16,10 +16,14 @@ timbre          multiclass   train/valid/test   harmonic recipe of one note (sin
                 (6)                             square, saw, organ, bright) at a random pitch
 sound_types     multilabel   train/valid/test   which of tone, note, chord, noise, sweep,
                 (6)                             rhythm are mixed in the clip (1-3 of them)
+sound_events    event,       train/valid/test   timestamp task: when each of tone, note,
+                multilabel                      noise, sweep sounds in a 4 s clip (1-4 events
+                (4)                             of 0.2-1.0 s at random times, one label's
+                                                events never overlap, other labels may)
 =============== ============ ================== =============================================
 
-``scale`` multiplies every clip count (scale 1: 216-336 clips per task, 1-2 s each; about
-1070 clips in all). ``folds=k`` writes the tasks as k-fold tasks instead (``fold00`` ...,
+``scale`` multiplies every clip count (scale 1: 64-336 clips per task, 1-4 s each; about
+1130 clips in all). ``folds=k`` writes the tasks as k-fold tasks instead (``fold00`` ...,
 ``split_mode`` "new_split_kfold"), the same number of clips per class spread evenly.
 """
 
@@ -69,7 +73,9 @@ class BuiltinTask:
         counts: clips per class in train/valid/test; for multilabel tasks clips per split.
         scores: HEAR score names, primary first.
         make: ``(rng, clip index, duration, sample rate) -> (wave (N,), labels)``; for multiclass
-            tasks the label must be ``labels[index % len(labels)]`` (balanced splits).
+            tasks the label must be ``labels[index % len(labels)]`` (balanced splits); for event
+            tasks the labels are HEAR events ``{"label", "start", "end"}`` in ms.
+        embedding_type: "scene" or "event" (a timestamp task).
     """
 
     name: str
@@ -80,6 +86,7 @@ class BuiltinTask:
     counts: tuple[int, int, int]
     scores: tuple[str, ...]
     make: Maker
+    embedding_type: str = "scene"
 
     def split_sizes(self, scale: int = 1, folds: int = 0) -> dict[str, int]:
         """Clips per split at ``scale``, as train/valid/test or as ``folds`` folds."""
@@ -186,6 +193,48 @@ def _make_sound_types(rng, index, duration, sr):
     return _finish(wave, rng), [_SOUND_TYPES[k] for k in kinds]
 
 
+_EVENT_LABELS = ("tone", "note", "noise", "sweep")
+
+
+def _event_sound(rng: np.random.Generator, label: str, seconds: float, sr: int) -> np.ndarray:
+    if label == "tone":
+        return proc.sine_tone(_hz(float(rng.uniform(60.0, 96.0))), seconds, sr, amplitude=1.0)
+    if label == "note":
+        timbre = str(rng.choice(sorted(proc.TIMBRES)))
+        return _note(rng, _hz(float(rng.uniform(40.0, 76.0))), timbre, seconds, sr)
+    if label == "noise":
+        color = str(rng.choice(["white", "pink", "brown"]))
+        return proc.noise_burst(seconds, rng, color, sr, amplitude=1.0, sustain=0.6)
+    low = float(rng.uniform(150.0, 600.0))
+    high = low * float(rng.uniform(3.0, 8.0))
+    up = bool(rng.integers(0, 2))
+    return proc.sweep(low if up else high, high if up else low, seconds, sr, amplitude=1.0)
+
+
+def _make_sound_events(rng, index, duration, sr):
+    """1-4 events at random times; events of one label never overlap (each label's events are
+    drawn one after another in time), events of different labels may."""
+    n = round(duration * sr)
+    wave = np.zeros(n)
+    events = []
+    for _ in range(int(rng.integers(1, 5))):
+        label = _EVENT_LABELS[int(rng.integers(0, len(_EVENT_LABELS)))]
+        seconds = float(rng.uniform(0.2, 1.0))
+        latest = [e["end"] for e in events if e["label"] == label]
+        earliest = (max(latest) / 1000.0 + 0.1) if latest else 0.0
+        if earliest + seconds > duration:
+            continue  # no room left for this label
+        start = float(rng.uniform(earliest, duration - seconds))
+        first = round(start * sr)
+        sound = _event_sound(rng, label, seconds, sr)
+        wave += float(rng.uniform(0.4, 1.0)) * _place(sound, n, first)
+        start_ms = 1000.0 * first / sr
+        end_ms = 1000.0 * min(n, first + len(sound)) / sr
+        events.append({"label": label, "start": start_ms, "end": end_ms})
+    events.sort(key=lambda e: (e["start"], e["label"]))
+    return _finish(_add_noise(wave, rng, float(rng.uniform(20.0, 35.0))), rng), events
+
+
 #: The built-in tasks, by name.
 BUILTIN_TASKS: dict[str, BuiltinTask] = {
     t.name: t
@@ -229,6 +278,17 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
             (160, 60, 60),
             ("mAP", "d_prime"),
             _make_sound_types,
+        ),
+        BuiltinTask(
+            "sound_events",
+            "onsets and offsets of tone, note, noise and sweep events in 4 s clips (timestamp)",
+            "multilabel",
+            _EVENT_LABELS,
+            4.0,
+            (40, 12, 12),
+            ("event_onset_200ms_fms", "segment_1s_er"),
+            _make_sound_events,
+            embedding_type="event",
         ),
     )
 }
@@ -277,7 +337,7 @@ def _write_task(
     for split, size in sizes.items():
         audio_dir = folder / str(sample_rate) / split
         audio_dir.mkdir(parents=True)
-        labels: dict[str, list[str]] = {}
+        labels: dict[str, list] = {}
         for _ in range(size):
             rng = np.random.default_rng([seed, code, index])
             wave, clip_labels = task.make(rng, index, task.duration, 16000)
@@ -300,7 +360,7 @@ def _write_task(
         "task_name": task.name,
         "version": f"axlstm-builtin-v{GENERATOR_VERSION}",
         "description": task.description,
-        "embedding_type": "scene",
+        "embedding_type": task.embedding_type,
         "prediction_type": task.prediction_type,
         "split_mode": "new_split_kfold" if folds else "trainvaltest",
         "sample_duration": task.duration,

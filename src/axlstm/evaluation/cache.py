@@ -13,6 +13,12 @@ all give a new key; a key hit means the same numbers would be computed again. En
 ``CACHE/<task>/<key[:32]>.npz`` (one ``X_<split>`` (N, D) float32 and ``files_<split>`` per
 split) with a readable ``.json`` beside each, written atomically.
 
+Event (timestamp) tasks keep frame embeddings instead (:func:`task_frames`): per split the
+frames of every file one after another ``X_<split>`` (frames, D), their timestamps
+``T_<split>`` (ms), the frames per file ``N_<split>`` and the clip durations ``S_<split>``
+(seconds). Frames take memory in proportion to the audio: a 10-minute clip gives 15,000
+frames (40 ms hop), 58 MB at D = 960.
+
 Every embedding must be finite: a file whose embedding holds NaN or inf (weights that hold
 NaN, an overflow) counts as failed, so a wrong number never reaches a probe; a cache entry
 holding one is recomputed. A cache that cannot be written costs only the reuse: the
@@ -27,6 +33,7 @@ import logging
 import os
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +46,12 @@ from axlstm.evaluation.tasks import METADATA_NAME, VOCAB_NAME, Task
 
 __all__ = [
     "EmbeddingError",
+    "FrameSet",
     "cache_key",
     "default_cache_dir",
     "task_embeddings",
     "task_fingerprint",
+    "task_frames",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +72,12 @@ def default_cache_dir() -> Path:
         return Path(os.environ["AXLSTM_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "axlstm"
+
+
+def _failure(path: str, error: str | None) -> str:
+    """``path: error``, without naming the file twice when the error already starts with it."""
+    error = str(error)
+    return error if error.startswith(f"{path}:") else f"{path}: {error}"
 
 
 def task_fingerprint(task: Task) -> str:
@@ -154,7 +169,7 @@ def task_embeddings(
             if on_file is not None:
                 on_file(1)
             if not result.ok:
-                failures.append(f"{result.path}: {result.error}")
+                failures.append(_failure(result.path, result.error))
                 continue
             row = np.asarray(result.scene, dtype=np.float32).reshape(-1)
             if not np.isfinite(row).all():
@@ -192,15 +207,182 @@ def _store(
         "embedder": embedder.fingerprint(),
         "dim": int(next(iter(out.values())).shape[1]),
     }
+    _write_entry(path, arrays, info, embedder.label, task.name)
+
+
+# ------------------------------------------------------------------------------ event tasks
+@dataclass
+class FrameSet:
+    """The timestamp embeddings of the files of one split, one after another.
+
+    Attributes:
+        files: file names, in the split's order.
+        x: (frames, D) float32 embeddings.
+        timestamps: (frames,) float64 frame times in ms.
+        counts: (files,) int64 frames per file.
+        durations: (files,) float64 clip lengths in seconds.
+    """
+
+    files: list[str]
+    x: np.ndarray
+    timestamps: np.ndarray
+    counts: np.ndarray
+    durations: np.ndarray
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(files + 1,) index of each file's first frame, and the total."""
+        return np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+
+    def file_slices(self) -> list[slice]:
+        o = self.offsets
+        return [slice(int(o[i]), int(o[i + 1])) for i in range(len(self.files))]
+
+    @staticmethod
+    def concat(sets: list[FrameSet]) -> FrameSet:
+        if len(sets) == 1:
+            return sets[0]
+        return FrameSet(
+            files=[f for s in sets for f in s.files],
+            x=np.concatenate([s.x for s in sets]),
+            timestamps=np.concatenate([s.timestamps for s in sets]),
+            counts=np.concatenate([s.counts for s in sets]),
+            durations=np.concatenate([s.durations for s in sets]),
+        )
+
+
+def _load_frames(path: Path, task: Task) -> dict[str, FrameSet] | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {}
+            for split in task.splits:
+                files = data[f"files_{split}"].tolist()
+                if files != task.files(split):
+                    logger.warning("%s: file list differs from %s; recomputing", path, task.name)
+                    return None
+                x = data[f"X_{split}"].astype(np.float32)
+                ts = data[f"T_{split}"].astype(np.float64)
+                counts = data[f"N_{split}"].astype(np.int64)
+                durations = data[f"S_{split}"].astype(np.float64)
+                if (
+                    x.ndim != 2
+                    or counts.shape != (len(files),)
+                    or int(counts.sum()) != x.shape[0]
+                    or ts.shape != (x.shape[0],)
+                    or durations.shape != (len(files),)
+                    or not np.isfinite(x).all()
+                ):
+                    logger.warning("%s: malformed or non-finite frames; recomputing", path)
+                    return None
+                out[split] = FrameSet(files, x, ts, counts, durations)
+            return out
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        logger.warning("unreadable cache entry %s (%s); recomputing", path, err)
+        return None
+
+
+def task_frames(
+    embedder: Embedder,
+    task: Task,
+    cache_dir: str | Path | None = None,
+    *,
+    on_file: Callable[[int], None] | None = None,
+) -> tuple[dict[str, FrameSet], bool]:
+    """Timestamp embeddings of every split of an event task, from the cache when possible.
+
+    The frames are those of :func:`axlstm.hear.get_timestamp_embeddings` (a hop of at most
+    50 ms; see :mod:`.embedders`).
+
+    Returns:
+        ``{split: FrameSet}`` and whether they came from the cache.
+
+    Raises:
+        EmbeddingError: a file could not be embedded (all failures listed, up to 5 shown).
+    """
+    task.require_event()
+    key = path = None
+    if cache_dir is not None:
+        key = cache_key(embedder.fingerprint(timestamps=True), task_fingerprint(task))
+        path = Path(cache_dir) / task.name / f"{key[:32]}.npz"
+        if path.is_file():
+            loaded = _load_frames(path, task)
+            if loaded is not None:
+                logger.info("%s / %s: frames from cache %s", embedder.label, task.name, path)
+                return loaded, True
+    out: dict[str, FrameSet] = {}
+    failures: list[str] = []
+    for split in task.splits:
+        paths = [str(p) for p in task.audio_paths(split)]
+        xs, ts, counts, durations = [], [], [], []
+        for result in embedder.embed_files(paths, timestamps=True):
+            if on_file is not None:
+                on_file(1)
+            if not result.ok:
+                failures.append(_failure(result.path, result.error))
+                continue
+            frames = np.asarray(result.frames, dtype=np.float32)
+            frames = frames.reshape(frames.shape[0], -1)
+            if not np.isfinite(frames).all():
+                bad = int(frames.size - np.count_nonzero(np.isfinite(frames)))
+                failures.append(
+                    f"{result.path}: the embedding holds {bad} non-finite values (NaN or inf; "
+                    "do the model's weights hold NaN?)"
+                )
+                continue
+            xs.append(frames)
+            ts.append(np.asarray(result.timestamps, dtype=np.float64))
+            counts.append(frames.shape[0])
+            durations.append(float(result.duration))
+        if not failures:
+            out[split] = FrameSet(
+                task.files(split),
+                np.concatenate(xs),
+                np.concatenate(ts),
+                np.asarray(counts, dtype=np.int64),
+                np.asarray(durations, dtype=np.float64),
+            )
+    if failures:
+        shown = "; ".join(failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        raise EmbeddingError(
+            f"{len(failures)} of {task.num_files()} files of {task.name} could not be embedded: "
+            f"{shown}{more}"
+        )
+    if path is not None:
+        arrays: dict[str, np.ndarray] = {}
+        for split, fs in out.items():
+            arrays.update(
+                {
+                    f"X_{split}": fs.x,
+                    f"T_{split}": fs.timestamps,
+                    f"N_{split}": fs.counts,
+                    f"S_{split}": fs.durations,
+                    f"files_{split}": np.array(fs.files, dtype=str),
+                }
+            )
+        info = {
+            "key": key,
+            "label": embedder.label,
+            "task": str(task.path),
+            "embedder": embedder.fingerprint(timestamps=True),
+            "dim": int(next(iter(out.values())).x.shape[1]),
+            "frames": {s: int(fs.x.shape[0]) for s, fs in out.items()},
+        }
+        _write_entry(path, arrays, info, embedder.label, task.name)
+    return out, False
+
+
+def _write_entry(path: Path, arrays, info, label: str, task_name: str) -> None:
+    """Write a cache entry; a failure (read-only cache, full disk) is a warning only."""
     try:
         _atomic_savez(path, arrays)
         atomic_write_text(path.with_suffix(".json"), json.dumps(info, indent=2, default=str) + "\n")
     except OSError as err:
         logger.warning(
             "%s / %s: embeddings not cached (%s); they will be computed again next time",
-            embedder.label,
-            task.name,
+            label,
+            task_name,
             err,
         )
         return
-    logger.info("%s / %s: cached embeddings in %s", embedder.label, task.name, path)
+    logger.info("%s / %s: cached embeddings in %s", label, task_name, path)

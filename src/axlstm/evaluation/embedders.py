@@ -1,10 +1,13 @@
 """What the evaluation embeds task audio with: an encoder (through :mod:`axlstm.embedding`) or
 the hand-crafted log-mel baseline (:mod:`axlstm.evaluation.logmel_baseline`).
 
-An embedder has a ``label`` (its row in the report), a ``dim``, a JSON-able ``fingerprint()``
-that changes whenever its output could (weights, config, front end, options), and
-``embed_files(paths)`` yielding one :class:`~axlstm.embedding.FileEmbedding` per path, in
-order, failures included.
+An embedder has a ``label`` (its row in the report), a ``dim``, a JSON-able
+``fingerprint(timestamps=False)`` that changes whenever its output could (weights, config, front
+end, options), and ``embed_files(paths, timestamps=False)`` yielding one
+:class:`~axlstm.embedding.FileEmbedding` per path, in order, failures included: scene
+embeddings only, or with ``timestamps=True`` the frame embeddings and their timestamps too, at
+a hop of at most :data:`MAX_HOP_MS` (HEAR's timestamp embeddings, as
+:func:`axlstm.hear.get_timestamp_embeddings` gives them).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 
 from axlstm.embedding import (
     FileEmbedding,
+    hop_split_for,
     iter_file_embeddings,
     model_layers,
     model_window,
@@ -25,12 +29,20 @@ from axlstm.embedding import (
 )
 from axlstm.models import Encoder
 
-__all__ = ["EMBED_PIPELINE_VERSION", "Embedder", "ModelEmbedder", "state_dict_sha256"]
+__all__ = [
+    "EMBED_PIPELINE_VERSION",
+    "MAX_HOP_MS",
+    "Embedder",
+    "ModelEmbedder",
+    "state_dict_sha256",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Bump when the embedding pipeline changes what it computes, to invalidate every cache entry.
 EMBED_PIPELINE_VERSION = 1
+#: The largest hop between timestamp embeddings (HEAR's rule), in ms.
+MAX_HOP_MS = 50.0
 
 
 class Embedder(Protocol):
@@ -39,9 +51,11 @@ class Embedder(Protocol):
     @property
     def dim(self) -> int: ...
 
-    def fingerprint(self) -> dict[str, Any]: ...
+    def fingerprint(self, timestamps: bool = False) -> dict[str, Any]: ...
 
-    def embed_files(self, paths: Sequence[str]) -> Iterator[FileEmbedding]: ...
+    def embed_files(
+        self, paths: Sequence[str], timestamps: bool = False
+    ) -> Iterator[FileEmbedding]: ...
 
 
 def state_dict_sha256(module: torch.nn.Module) -> str:
@@ -89,16 +103,19 @@ class ModelEmbedder:
         self.frame_layout = frame_layout or model.config.frame_layout
         self.batch_size = int(batch_size)
         self.source = source
+        self.hop_split = hop_split_for(model, MAX_HOP_MS)
         self._weights: str | None = None
 
     @property
     def dim(self) -> int:
         return int(self.model.frame_dim)
 
-    def fingerprint(self) -> dict[str, Any]:
+    def fingerprint(self, timestamps: bool = False) -> dict[str, Any]:
         if self._weights is None:
             self._weights = state_dict_sha256(self.model)
+        extra = {"timestamps": True, "hop_split": self.hop_split} if timestamps else {}
         return {
+            **extra,
             "kind": "model",
             "pipeline_version": EMBED_PIPELINE_VERSION,
             "config": self.model.config.to_dict(),
@@ -109,7 +126,9 @@ class ModelEmbedder:
             "frame_layout": self.frame_layout,
         }
 
-    def embed_files(self, paths: Sequence[str]) -> Iterator[FileEmbedding]:
+    def embed_files(
+        self, paths: Sequence[str], timestamps: bool = False
+    ) -> Iterator[FileEmbedding]:
         for result in iter_file_embeddings(
             self.model,
             [str(p) for p in paths],
@@ -117,6 +136,8 @@ class ModelEmbedder:
             window=self.window,
             layer=self.layer,
             frame_layout=self.frame_layout,
+            hop_split=self.hop_split if timestamps else 1,
         ):
-            result.frames = result.timestamps = None  # scene embeddings only
+            if not timestamps:
+                result.frames = result.timestamps = None  # scene embeddings only
             yield result

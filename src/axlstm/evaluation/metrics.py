@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 __all__ = [
-    "EVENT_SCORES",
     "SCORES",
     "aucroc",
     "average_precision",
@@ -158,8 +157,7 @@ SCORES: dict[str, Callable[[Any, Any], float]] = {
     "aucroc": aucroc,
 }
 
-#: HEAR's event (timestamp) scores, which this package does not compute.
-EVENT_SCORES = ("event_onset_200ms_fms", "event_onset_50ms_fms", "segment_1s_er")
+
 
 
 def score(name: str, predictions: Any, targets: Any) -> float:

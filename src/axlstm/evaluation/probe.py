@@ -31,6 +31,11 @@ Where this differs from hear-eval-kit, on purpose:
 * A final training batch of a single example is skipped (BatchNorm cannot train on one
   example; HEAR's Lightning loop would fail on it).
 
+Event (timestamp) tasks use the same network, loss (BCE), optimiser and early stopping on
+frames; what differs is how a set of predictions is scored: ``ProbeData.make_scoring`` gives a
+:class:`Scoring` per split (see :mod:`.event_probe`), which turns frame probabilities into
+events and scores them, choosing the post-processing on the validation set.
+
 Never a silent wrong score: non-finite embeddings, a training set of one class and a training
 whose loss turns non-finite are errors. Parallel trainings stop within one epoch when one of
 them fails or the run is interrupted (Ctrl-C, SIGTERM).
@@ -45,6 +50,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -61,6 +67,8 @@ __all__ = [
     "ProbeNet",
     "ProbeResult",
     "ProbeRun",
+    "SceneScoring",
+    "Scoring",
     "evaluate_probe",
     "train_probe",
     "training_seed",
@@ -178,6 +186,36 @@ class ProbeNet(nn.Module):
         return self.projection(self.hidden(x))
 
 
+class Scoring(Protocol):
+    """How a probe's predictions on the validation and test sets are scored.
+
+    ``valid(probs)`` returns the monitored value (higher is better), every score, and what was
+    chosen on the validation set (e.g. the event post-processing); ``test(probs, chosen)``
+    returns every score on the test set and the predictions to keep (e.g. events per file)."""
+
+    def valid(self, probs: torch.Tensor) -> tuple[float, dict[str, float], Any]: ...
+
+    def test(self, probs: torch.Tensor, chosen: Any) -> tuple[dict[str, float], Any]: ...
+
+
+class SceneScoring:
+    """The scene scores of :data:`~axlstm.evaluation.metrics.SCORES` on clip targets."""
+
+    def __init__(
+        self, names: Sequence[str], y_valid: torch.Tensor, y_test: torch.Tensor | None
+    ) -> None:
+        self.names = list(names)
+        self.y_valid, self.y_test = y_valid, y_test
+
+    def valid(self, probs: torch.Tensor) -> tuple[float, dict[str, float], Any]:
+        scores = _all_scores(self.names, probs, self.y_valid)
+        return scores[self.names[0]], scores, None
+
+    def test(self, probs: torch.Tensor, chosen: Any) -> tuple[dict[str, float], Any]:
+        assert self.y_test is not None
+        return _all_scores(self.names, probs, self.y_test), None
+
+
 @dataclass
 class ProbeData:
     """Embeddings and targets of a task, by split.
@@ -190,6 +228,8 @@ class ProbeData:
         splits: the train/valid/test assignments, the grid's split first.
         monitor_score: early stopping and grid selection on the primary score (True, HEAR's
             default) or on the validation loss.
+        make_scoring: for event tasks, the :class:`Scoring` of a data split (its validation and
+            test splits); None scores scene targets with ``scores``.
     """
 
     x: dict[str, np.ndarray]
@@ -198,6 +238,7 @@ class ProbeData:
     scores: Sequence[str]
     splits: Sequence[DataSplit]
     monitor_score: bool = True
+    make_scoring: Any = None
 
     def stack(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings (N, D) and targets (N, C) of the named splits, concatenated in order."""
@@ -217,6 +258,9 @@ class ProbeRun:
         test_scores: every score of the best model on the test set.
         best_epoch: epoch of the best check.
         epochs: epochs trained before stopping.
+        chosen: what the scoring chose on the validation set at the best check (the event
+            post-processing), or None.
+        test_output: the test predictions the scoring keeps (events per file), or None.
     """
 
     valid: float
@@ -224,6 +268,8 @@ class ProbeRun:
     test_scores: dict[str, float]
     best_epoch: int
     epochs: int
+    chosen: Any = None
+    test_output: Any = None
 
 
 def training_seed(seed: int, split_index: int, grid_index: int) -> int:
@@ -269,6 +315,7 @@ def train_probe(
     x_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
     stop: threading.Event | None = None,
+    scoring: Scoring | None = None,
 ) -> tuple[ProbeNet, ProbeRun]:
     """Train one probe with early stopping; return the best validated network and its record.
 
@@ -283,6 +330,8 @@ def train_probe(
         monitor_score: monitor the primary score (else the validation loss).
         x_test, y_test: when given, every score of the best network on them is recorded.
         stop: when set (checked every epoch), :class:`ProbeCancelled` is raised.
+        scoring: how predictions are scored (default: :class:`SceneScoring` of ``scores``);
+            with one, the test set is scored when ``x_test`` is given.
 
     Raises:
         ValueError: empty sets, non-finite embeddings, or a loss that turns non-finite.
@@ -300,8 +349,11 @@ def train_probe(
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, foreach=True)
     target = _targets_for_loss(y_train, prediction_type)
     valid_target = _targets_for_loss(y_valid, prediction_type)
+    if scoring is None:
+        scoring = SceneScoring(scores, y_valid, y_test)
     n = x_train.shape[0]
     best_value, best_state, best_scores, best_epoch = -math.inf, None, {}, 0
+    best_chosen: Any = None
     wait, epoch = 0, 0
     for epoch in range(1, config.max_epochs + 1):
         if stop is not None and stop.is_set():
@@ -328,15 +380,14 @@ def train_probe(
         net.eval()
         with torch.no_grad():
             logits = net(x_valid)
-            valid_scores = _all_scores(scores, _probabilities(logits, prediction_type), y_valid)
-            if monitor_score:
-                value = valid_scores[scores[0]]
-            else:
+            value, valid_scores, chosen = scoring.valid(_probabilities(logits, prediction_type))
+            if not monitor_score:
                 value = -float(_loss(logits, valid_target, prediction_type))
         if math.isnan(value):
             value = -math.inf
         if best_state is None or value > best_value:  # strict, as Lightning with min_delta 0
             best_value, best_scores, best_epoch = value, valid_scores, epoch
+            best_chosen = chosen
             best_state = copy.deepcopy(net.state_dict())
             wait = 0
         else:
@@ -347,11 +398,14 @@ def train_probe(
     net.load_state_dict(best_state)
     net.eval()
     test_scores: dict[str, float] = {}
-    if x_test is not None and y_test is not None:
+    output = None
+    if x_test is not None and (y_test is not None or not isinstance(scoring, SceneScoring)):
         with torch.no_grad():
             probs = _probabilities(net(x_test), prediction_type)
-        test_scores = _all_scores(scores, probs, y_test)
-    return net, ProbeRun(best_value, best_scores, test_scores, best_epoch, epoch)
+        test_scores, output = scoring.test(probs, best_chosen)
+    return net, ProbeRun(
+        best_value, best_scores, test_scores, best_epoch, epoch, best_chosen, output
+    )
 
 
 @dataclass
@@ -366,6 +420,10 @@ class ProbeResult:
         grid_valid: per seed, the monitored validation value of each grid point.
         best_epochs: per seed, the best epoch of each split's probe.
         epochs: per seed, the epochs each split's probe trained.
+        chosen: per seed, what each split's scoring chose on validation (event tasks: the
+            post-processing), else empty.
+        outputs: per seed, each split's kept test predictions (event tasks: events per file),
+            else empty.
     """
 
     seeds: list[int]
@@ -375,6 +433,8 @@ class ProbeResult:
     grid_valid: list[list[float]]
     best_epochs: list[list[int]]
     epochs: list[list[int]] = field(default_factory=list)
+    chosen: list[list[Any]] = field(default_factory=list)
+    outputs: list[list[Any]] = field(default_factory=list)
 
 
 def _map(jobs: int, fn, items, stop: threading.Event):
@@ -428,7 +488,7 @@ def evaluate_probe(
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds}")
     unknown = [s for s in data.scores if s not in SCORES]
-    if unknown:
+    if unknown and data.make_scoring is None:
         raise ValueError(f"unsupported scores {unknown}")
     for name, x in data.x.items():
         finite = np.isfinite(x)
@@ -440,6 +500,9 @@ def evaluate_probe(
     grid = config.grid()
     splits = list(data.splits)
     stacked = [(data.stack(s.train), data.stack(s.valid), data.stack(s.test)) for s in splits]
+    scorings = [
+        data.make_scoring(s) if data.make_scoring is not None else None for s in splits
+    ]
     for s, ((_, yt), _, _) in zip(splits, stacked, strict=True):
         if torch.unique(yt, dim=0).shape[0] < 2:
             raise ValueError(
@@ -465,6 +528,7 @@ def evaluate_probe(
             x_test=xs,
             y_test=ys,
             stop=stop,
+            scoring=scorings[split_index],
         )
         if on_training is not None:
             on_training(1)
@@ -499,6 +563,9 @@ def evaluate_probe(
         result.grid_valid.append([first[(seed, 0, g)].valid for g in range(len(grid))])
         result.best_epochs.append([r.best_epoch for r in runs])
         result.epochs.append([r.epochs for r in runs])
+        if data.make_scoring is not None:
+            result.chosen.append([r.chosen for r in runs])
+            result.outputs.append([r.test_output for r in runs])
     return result
 
 

@@ -144,7 +144,17 @@ def _cell(mean: float | None, ci: float | None, percent: bool) -> str:
     return f"{mean * k:.1f} ± {ci * k:.1f}" if percent else f"{mean:.3f} ± {ci:.3f}"
 
 
-_PERCENT = {"top1_acc", "pitch_acc", "chroma_acc", "mAP", "aucroc"}
+_PERCENT = {
+    "top1_acc",
+    "pitch_acc",
+    "chroma_acc",
+    "mAP",
+    "aucroc",
+    "event_onset_200ms_fms",
+    "event_onset_50ms_fms",
+    "event_onset_offset_50ms_20perc_fms",
+    "segment_1s_f1",
+}
 
 
 def _markdown(report: Report, results, aggregates, normalized, charts: list[str]) -> str:

@@ -7,7 +7,8 @@ computes only the rest. The fingerprint is the SHA-256 of
 
 * the embedding cache key (the embedder: config, weights, front end, embedding options; the
   task: metadata, vocabulary, split files, audio file stats; see :mod:`.cache`),
-* the probe configuration and the seeds, and a format version,
+* the probe configuration and the seeds, and a format version (for event tasks the frame
+  embeddings' key and the post-processing grid),
 
 which together decide the scores (the number of parallel jobs does not). Only successful
 results are reused; failed ones are computed again. A line cut short by a crash is skipped
@@ -49,12 +50,15 @@ def outcome_fingerprint(
     embedder: Embedder, task: Task, seeds: Sequence[int], probe: ProbeConfig
 ) -> str:
     """What decides a (model, task) result: embeddings, probe settings and seeds."""
+    event = task.is_event
+    extra = {"postprocessing": [asdict(p) for p in task.postprocessing()]} if event else {}
     blob = json.dumps(
         {
             "format": RESULT_FORMAT,
-            "embeddings": cache_key(embedder.fingerprint(), task_fingerprint(task)),
+            "embeddings": cache_key(embedder.fingerprint(timestamps=event), task_fingerprint(task)),
             "probe": asdict(probe),
             "seeds": [int(s) for s in seeds],
+            **extra,
         },
         sort_keys=True,
         default=str,

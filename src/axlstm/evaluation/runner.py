@@ -1,5 +1,11 @@
 """The evaluation as a whole: models × tasks → cached embeddings → probes over seeds → report.
 
+Scene tasks are probed on clip embeddings, event (timestamp) tasks on frame embeddings with
+the event scoring of :mod:`.event_probe`; the test events of every seed are written to
+``REPORT_DIR/events/<model>/<task>/seed<k>.json`` (HEAR's format: ``{file: [{"label",
+"start", "end"}]}`` in ms, with the post-processing chosen) so they can be inspected and
+re-scored (``axlstm.evaluation.sed.score_events``).
+
 A model or task that fails is recorded with its reason and the others go on. Each finished
 (model, task) result is appended to ``REPORT_DIR/results.jsonl`` at once (see
 :mod:`.resultlog`); running the same evaluation again reuses the finished results and computes
@@ -10,6 +16,7 @@ interruption goes on.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -23,10 +30,11 @@ from typing import Any
 import torch
 
 from axlstm.core.errors import AxlstmError, UsageError
-from axlstm.core.fileio import check_output_dir
+from axlstm.core.fileio import atomic_write_text, check_output_dir
 from axlstm.evaluation.builtin import write_builtin_tasks
-from axlstm.evaluation.cache import task_embeddings
+from axlstm.evaluation.cache import task_embeddings, task_frames
 from axlstm.evaluation.embedders import Embedder, ModelEmbedder
+from axlstm.evaluation.event_probe import event_probe_data, events_as_json
 from axlstm.evaluation.logmel_baseline import LOGMEL_NAME, LogMelBaseline
 from axlstm.evaluation.probe import ProbeConfig, ProbeData, evaluate_probe
 from axlstm.evaluation.report import Outcome, Report, write_report
@@ -253,7 +261,6 @@ def prepare_tasks(
         try:
             task = load_task(folder)
             task.check_audio()
-            task.require_scene()
             out.append(TaskSpec(key, task=task))
         except (ValueError, OSError) as err:
             out.append(TaskSpec(key, error=str(err)))
@@ -274,8 +281,10 @@ def _torch_threads(n: int | None):
         torch.set_num_threads(before)
 
 
-def _probe_outcome(task: Task, x, seeds, probe: ProbeConfig, jobs: int, bar) -> Outcome:
-    data = ProbeData(
+def _probe_data(task: Task, x) -> ProbeData:
+    if task.is_event:
+        return event_probe_data(task, x)
+    return ProbeData(
         x=x,
         y={s: task.targets(s) for s in task.splits},
         prediction_type=task.prediction_type,
@@ -283,6 +292,33 @@ def _probe_outcome(task: Task, x, seeds, probe: ProbeConfig, jobs: int, bar) -> 
         splits=task.data_splits(),
         monitor_score=task.monitor_score,
     )
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", text) or "_"
+
+
+def _write_events(out_dir: str | Path, model: str, task: str, result) -> str:
+    """Each seed's test events (all test folds together) as HEAR JSON; returns the folder."""
+    folder = Path(out_dir) / "events" / _safe_name(model) / _safe_name(task)
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, outputs, chosen in zip(result.seeds, result.outputs, result.chosen, strict=True):
+        files: dict[str, Any] = {}
+        for events in outputs:
+            files.update(events_as_json(events))
+        record = {
+            "seed": seed,
+            "postprocessing": [asdict(c) for c in chosen],
+            "files": files,
+        }
+        atomic_write_text(folder / f"seed{seed}.json", json.dumps(record, indent=1) + "\n")
+    return str(folder.relative_to(out_dir))
+
+
+def _probe_outcome(
+    task: Task, x, seeds, probe: ProbeConfig, jobs: int, bar, events_to=None
+) -> Outcome:
+    data = _probe_data(task, x)
     result = evaluate_probe(data, seeds, probe, jobs=jobs, on_training=bar.update)
     primary = task.primary_score
     scores = result.scores[primary]
@@ -292,18 +328,19 @@ def _probe_outcome(task: Task, x, seeds, probe: ProbeConfig, jobs: int, bar) -> 
             f"{primary} is undefined (NaN) on the test data for seeds {bad}; does every test "
             "set hold the classes the score needs?"
         )
-    return Outcome(
-        metric=primary,
-        scores=scores,
-        extra={
-            "secondary": {k: v for k, v in result.scores.items() if k != primary},
-            "fold_scores": result.fold_scores,
-            "dropout": result.dropout,
-            "grid_valid": result.grid_valid,
-            "best_epochs": result.best_epochs,
-            "epochs": result.epochs,
-        },
-    )
+    extra = {
+        "secondary": {k: v for k, v in result.scores.items() if k != primary},
+        "fold_scores": result.fold_scores,
+        "dropout": result.dropout,
+        "grid_valid": result.grid_valid,
+        "best_epochs": result.best_epochs,
+        "epochs": result.epochs,
+    }
+    if task.is_event:
+        extra["postprocessing"] = [[asdict(c) for c in row] for row in result.chosen]
+        if events_to is not None:
+            extra["events"] = _write_events(*events_to, result)
+    return Outcome(metric=primary, scores=scores, extra=extra)
 
 
 def _reason(err: BaseException) -> str:
@@ -524,7 +561,8 @@ def _run_model(
             )
             try:
                 with _torch_threads(threads):
-                    x, cached = task_embeddings(embedder, task, cache_dir, on_file=bar.update)
+                    embeddings = task_frames if task.is_event else task_embeddings
+                    x, cached = embeddings(embedder, task, cache_dir, on_file=bar.update)
             finally:
                 bar.close()
             embed_s = time.perf_counter() - start
@@ -535,7 +573,9 @@ def _run_model(
             start = time.perf_counter()
             try:
                 with _torch_threads(1 if jobs > 1 else None):
-                    outcome = _probe_outcome(task, x, seed_list, probe, jobs, bar)
+                    outcome = _probe_outcome(
+                        task, x, seed_list, probe, jobs, bar, (out_dir, spec.label, t.key)
+                    )
             finally:
                 bar.close()
             outcome.extra.update(

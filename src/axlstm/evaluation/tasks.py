@@ -16,6 +16,21 @@ Splits follow hear-eval-kit (``get_splits_from_metadata``): one train/valid/test
 k-fold tasks k splits where (folds sorted) fold i is test, fold i+1 (mod k) validation and the
 rest training.
 
+Event (timestamp) tasks: an event is ``{"label", "start", "end"}`` in ms with
+``0 <= start <= end``; a file may have no events. Rules where HEAR's data can be odd, all
+documented in docs/evaluation.md:
+
+* events of one label that overlap (or touch) in a file are merged into one event, for the
+  frame targets and for scoring alike (a detector outputs one event per run of active frames,
+  so two overlapping references of one label could never both be hit); the number merged is
+  logged;
+* an event that starts after its clip ends is an error naming the file (checked when the clip's
+  length is known, see :mod:`.event_probe`); one that ends after the clip is cut at its end;
+* ``task_metadata.json`` may give ``event_postprocessing_grid`` (``{"median_filter_ms": [...],
+  "min_duration": [...]}``), else HEAR's default grid is used;
+* a multiclass event task is probed as multilabel (sigmoid outputs, BCE), as every frame may
+  hold no event.
+
 Everything malformed raises :class:`TaskFormatError` (an :class:`~axlstm.core.InputError`)
 naming the file and what is wrong: every file is checked before it is read (a named pipe or a
 folder in its place is refused by name), text files must be UTF-8 (a byte-order mark is
@@ -43,13 +58,16 @@ import numpy as np
 
 from axlstm.core.errors import InputError
 from axlstm.core.fileio import check_input_file, file_kind
-from axlstm.evaluation.metrics import EVENT_SCORES, SCORES
+from axlstm.evaluation.metrics import SCORES
+from axlstm.evaluation.postprocess import PostProcessing, postprocessing_grid
+from axlstm.evaluation.sed import SCORES as EVENT_SCORES
 
 __all__ = [
     "EMBEDDING_TYPES",
     "PREDICTION_TYPES",
     "SPLIT_MODES",
     "DataSplit",
+    "Event",
     "Task",
     "TaskFormatError",
     "UnsupportedTaskError",
@@ -67,6 +85,10 @@ SPLIT_MODES = ("trainvaltest", "new_split_kfold", "presplit_kfold")
 TRAINVALTEST = ("train", "valid", "test")
 PREFERRED_RATE = 16000
 _DEFAULT_SCORES = {"multiclass": "top1_acc", "multilabel": "mAP"}
+_DEFAULT_EVENT_SCORES = ("event_onset_200ms_fms", "segment_1s_er")
+
+#: One event of a file: onset and offset in ms, label.
+Event = tuple[float, float, str]
 
 
 class TaskFormatError(InputError):
@@ -75,7 +97,8 @@ class TaskFormatError(InputError):
 
 
 class UnsupportedTaskError(InputError):
-    """A well-formed task this package cannot score (event tasks)."""
+    """A well-formed task this package cannot use where it was asked to (an event task where
+    scene embeddings are needed)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +201,46 @@ class Task:
     def audio_paths(self, split: str) -> list[Path]:
         return [self.audio_path(split, f) for f in self.entries[split]]
 
+    @property
+    def is_event(self) -> bool:
+        return self.embedding_type == "event"
+
+    def postprocessing(self) -> list[PostProcessing]:
+        """The post-processing grid of an event task (the task's own, else HEAR's default)."""
+        return postprocessing_grid(self.metadata.get("event_postprocessing_grid"))
+
+    def events(self, split: str) -> dict[str, list[Event]]:
+        """``{file: [(onset ms, offset ms, label), ...]}`` of an event task's split, sorted by
+        onset, overlapping events of one label merged (see the module doc)."""
+        self.require_event()
+        out: dict[str, list[Event]] = {}
+        merged = 0
+        for name, raw in self.entries[split].items():
+            by_label: dict[str, list[list[float]]] = {}
+            for ev in sorted(raw, key=lambda e: (float(e["start"]), float(e["end"]))):
+                spans = by_label.setdefault(str(ev["label"]), [])
+                start, end = float(ev["start"]), float(ev["end"])
+                if spans and start <= spans[-1][1]:
+                    spans[-1][1] = max(spans[-1][1], end)
+                    merged += 1
+                else:
+                    spans.append([start, end])
+            events = [(a, b, label) for label, spans in by_label.items() for a, b in spans]
+            out[name] = sorted(events, key=lambda e: (e[0], self.labels.index(e[2])))
+        if merged:
+            logger.warning(
+                "%s/%s.json: %d events overlap an earlier event of the same label in their "
+                "file and were merged into it",
+                self.name,
+                split,
+                merged,
+            )
+        return out
+
+    def require_event(self) -> None:
+        if not self.is_event:
+            raise UnsupportedTaskError(f"{self.name} is a scene task, not an event task")
+
     def targets(self, split: str) -> np.ndarray:
         """(N, C) float32 multi-hot targets of ``split`` (one-hot for multiclass), scene tasks."""
         self.require_scene()
@@ -191,13 +254,10 @@ class Task:
 
     def require_scene(self) -> None:
         """Raise :class:`UnsupportedTaskError` for event (timestamp) tasks."""
-        if self.embedding_type == "event":
+        if self.is_event:
             raise UnsupportedTaskError(
-                f"{self.name} is an event (timestamp) task; axlstm evaluate probes scene "
-                "embeddings only. HEAR scores event tasks by onset F1 "
-                f"({', '.join(s for s in EVENT_SCORES if 'onset' in s)}) from frame-level "
-                "predictions, which is not implemented here: use hear-eval-kit on "
-                "`axlstm.hear` embeddings for this task"
+                f"{self.name} is an event (timestamp) task: it needs timestamp embeddings "
+                "(axlstm.evaluation.task_frames), not scene embeddings"
             )
 
     def check_audio(self) -> None:
@@ -405,6 +465,8 @@ def _check_event(event: Any, where: str) -> None:
         raise TaskFormatError(f"{where}: event times must be numbers (ms), got {event!r}") from None
     if not (math.isfinite(start) and math.isfinite(end)):
         raise TaskFormatError(f"{where}: event times must be finite, got {event!r}")
+    if start < 0:
+        raise TaskFormatError(f"{where}: event starts before the clip (negative time): {event!r}")
     if end < start:
         raise TaskFormatError(f"{where}: event ends before it starts: {event!r}")
 
@@ -570,9 +632,26 @@ def load_task(path: str | Path, preferred_rate: int = PREFERRED_RATE) -> Task:
                     f"{task_dir}: file {name} is in both {seen[name]}.json and {split}.json"
                 )
             seen[name] = split
-    requested = meta.get("evaluation") or [_DEFAULT_SCORES[meta["prediction_type"]]]
-    if meta["embedding_type"] == "event":
+    event = meta["embedding_type"] == "event"
+    default = list(_DEFAULT_EVENT_SCORES) if event else [_DEFAULT_SCORES[meta["prediction_type"]]]
+    requested = meta.get("evaluation") or default
+    if event:
+        unknown = [s for s in requested if s not in EVENT_SCORES]
+        if unknown:
+            raise TaskFormatError(
+                f"{meta_path}: unknown scores {unknown} for an event task; known: "
+                f"{', '.join(EVENT_SCORES)}"
+            )
+        if not EVENT_SCORES[requested[0]].maximize:
+            raise TaskFormatError(
+                f"{meta_path}: the primary (first) score {requested[0]!r} is one to minimise; "
+                "list a score to maximise first (e.g. event_onset_200ms_fms)"
+            )
         scores = list(requested)
+        try:
+            postprocessing_grid(meta.get("event_postprocessing_grid"))
+        except ValueError as err:
+            raise TaskFormatError(f"{meta_path}: event_postprocessing_grid: {err}") from None
     else:
         unknown = [s for s in requested if s not in SCORES]
         if unknown:
@@ -593,9 +672,24 @@ def load_task(path: str | Path, preferred_rate: int = PREFERRED_RATE) -> Task:
         sample_rate=rate,
         entries=entries,
     )
-    if task.embedding_type == "scene":
+    if task.is_event:
+        _check_events(task)
+    else:
         _check_classes(task)
     return task
+
+
+def _check_events(task: Task) -> None:
+    """Refuse an event task whose training set (of any split) holds no event: a frame probe
+    would learn that nothing ever happens."""
+    for i, split in enumerate(task.data_splits()):
+        if not any(task.entries[name][f] for name in split.train for f in task.entries[name]):
+            which = f" (split {i})" if task.is_kfold else ""
+            files = ", ".join(f"{s}.json" for s in split.train)
+            raise TaskFormatError(
+                f"{task.path}: the training files{which} in {files} hold no event; a frame "
+                "probe needs events to learn from"
+            )
 
 
 def _check_folder(folder: Path) -> None:
