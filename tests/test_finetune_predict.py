@@ -88,6 +88,7 @@ def probs(model, spec: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
 def test_layout_and_the_encoder_stays_a_release(axlstm_dir, axlstm_clf):
     names = sorted(p.name for p in axlstm_dir.iterdir())
     assert names == [
+        "README.md",
         "classifier.json",
         "config.json",
         "head.safetensors",

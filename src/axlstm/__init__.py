@@ -6,6 +6,8 @@ Entry points:
     load_model(dir)                        a release folder (config.json + model.safetensors)
     embed(model, wave, sample_rate=...)    scene and frame embeddings of any audio
     load_classifier(dir).predict(files)    labels from a fine-tuned classifier release
+    load_model("hf-hub:ORG/NAME")          a release on the Hugging Face Hub (load_classifier too)
+    push_release(dir, "ORG/NAME")          upload a release with its model card (axlstm[hub])
     axlstm.audio.load_audio / log_mel      audio in, log-mel features out
 
 Every model implements one interface, :class:`axlstm.models.Encoder`.
@@ -36,6 +38,7 @@ __all__ = [
     "load_classifier",
     "load_model",
     "load_official",
+    "push_release",
 ]
 
 
@@ -45,4 +48,8 @@ def __getattr__(name: str):
         from axlstm.finetune.release import load_classifier
 
         return load_classifier
+    if name == "push_release":
+        from axlstm.finetune.publish import push_release
+
+        return push_release
     raise AttributeError(f"module 'axlstm' has no attribute {name!r}")

@@ -20,6 +20,7 @@ import torch
 
 from axlstm.audio import FrontEndSpec, front_end_from_dict
 from axlstm.checkpoint.files import check_finite
+from axlstm.checkpoint.hub import is_hub_name, load_from_hub
 from axlstm.checkpoint.remap import shape_differences
 from axlstm.core.errors import CheckpointError, ConfigError
 from axlstm.core.release_format import (
@@ -146,7 +147,9 @@ def _release_front_end(config: Mapping[str, Any], cfg_path: Path) -> FrontEndSpe
 def load_model(
     directory: str | Path, map_location: str | torch.device = "cpu", **overrides: Any
 ) -> Encoder:
-    """Load a release folder written by ``save_pretrained`` (any class in ``MODEL_CLASSES``).
+    """Load a release folder written by ``save_pretrained`` (any class in ``MODEL_CLASSES``),
+    or a release on the Hugging Face Hub, ``"hf-hub:ORG/NAME[@REVISION]"`` (through the Hub's
+    cache, with the same checks; see :mod:`axlstm.checkpoint.hub`).
 
     The config is checked against the weights' shapes (read from the safetensors header)
     before any model is allocated, and the weights must be finite. Its ``"front_end"`` (and
@@ -154,7 +157,7 @@ def load_model(
     model's.
 
     Args:
-        directory: the release folder.
+        directory: the release folder, or ``"hf-hub:ORG/NAME[@REVISION]"``.
         map_location: device for the weights.
         **overrides: config fields to change that leave the weights' shapes alone, e.g.
             ``frame_layout="official"`` or ``attn_impl="eager"``; ``None`` values are ignored.
@@ -163,8 +166,11 @@ def load_model(
         FileNotFoundError: the folder does not exist.
         CheckpointError: naming the file and the problem (not a folder, no or invalid
             ``config.json`` (a bad model or front-end field is named), unknown model class,
-            unreadable weights, weights that do not fit the config, non-finite weights).
+            unreadable weights, weights that do not fit the config, non-finite weights); for
+            a Hub name also: the repository, revision, file and how to repair the cache.
     """
+    if is_hub_name(directory):
+        return load_from_hub(directory, lambda d: load_model(d, map_location, **overrides))
     directory = Path(directory)
     config = read_release_config(directory)
     cfg_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME

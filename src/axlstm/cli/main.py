@@ -20,6 +20,7 @@ import torch
 from axlstm._version import __version__
 from axlstm.cli import (
     benchmark,
+    card,
     convert,
     embed,
     evaluate,
@@ -29,6 +30,7 @@ from axlstm.cli import (
     predict,
     prepare_data,
     pretrain,
+    push,
     shards,
     tasks,
 )
@@ -37,6 +39,7 @@ from axlstm.core.interrupt import Interrupted, terminate_as_interrupt
 
 COMMANDS = (
     benchmark,
+    card,
     convert,
     embed,
     evaluate,
@@ -46,6 +49,7 @@ COMMANDS = (
     predict,
     prepare_data,
     pretrain,
+    push,
     shards,
     tasks,
 )

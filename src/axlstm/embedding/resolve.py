@@ -4,6 +4,8 @@ A model is named by
 
 * a release folder (``config.json`` + ``model.safetensors``, as written by ``axlstm convert``
   or ``model.save_pretrained``), or a file inside one;
+* a release on the Hugging Face Hub, ``hf-hub:ORG/NAME`` or ``hf-hub:ORG/NAME@REVISION``
+  (through the Hub's cache; see :mod:`axlstm.checkpoint.hub`);
 * a registered preset name such as ``axlstm_tiny`` (random weights: for tests and timing);
 * an official AxLSTM/SSAST checkpoint file, only when ``arch`` names its preset.
 """
@@ -19,6 +21,7 @@ from typing import Any
 import torch
 
 from axlstm.checkpoint import load_model, load_official
+from axlstm.checkpoint.hub import is_hub_name
 from axlstm.core.errors import CheckpointError, ConfigError
 from axlstm.core.fileio import check_input_file
 from axlstm.core.release_format import CONFIG_NAME, WEIGHTS_NAME
@@ -52,8 +55,9 @@ def resolve_model(
     """The model a name refers to, in eval mode.
 
     Args:
-        spec: release folder (or its ``config.json`` / ``model.safetensors``), preset name, or
-            official checkpoint file (with ``arch``).
+        spec: release folder (or its ``config.json`` / ``model.safetensors``),
+            ``hf-hub:ORG/NAME[@REVISION]``, preset name, or official checkpoint file (with
+            ``arch``).
         arch: preset an official checkpoint was trained as, e.g. "axlstm_base"; required for
             official checkpoints, ignored otherwise.
         device: where to put the model (default: CPU).
@@ -67,12 +71,14 @@ def resolve_model(
     text = str(spec).strip() if spec is not None else ""
     if not text:
         raise ConfigError(
-            "no model given: pass a release folder, a preset name "
+            "no model given: pass a release folder, hf-hub:ORG/NAME, a preset name "
             f"({', '.join(list_models())}) or an official checkpoint with arch="
         )
     path = Path(text).expanduser()
-    release = _release_dir(path)
-    if release is not None:
+    release = None if is_hub_name(text) else _release_dir(path)
+    if is_hub_name(text):
+        model = load_model(text, **overrides)
+    elif release is not None:
         model = load_model(release, **overrides)
         logger.info("loaded release %s", release)
     elif path.is_file():
@@ -96,8 +102,8 @@ def resolve_model(
         close = difflib.get_close_matches(text, list_models(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(
-            f"unknown model {text!r}: not a release folder, checkpoint file or preset "
-            f"(presets: {', '.join(list_models())}){hint}"
+            f"unknown model {text!r}: not a release folder, hf-hub:ORG/NAME, checkpoint file or "
+            f"preset (presets: {', '.join(list_models())}){hint}"
         )
     if device is not None:
         model = model.to(device)

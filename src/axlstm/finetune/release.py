@@ -42,11 +42,13 @@ from safetensors.torch import load_file, save_file
 
 from axlstm._version import __version__
 from axlstm.checkpoint import check_finite, load_model, nonfinite_tensors, shape_differences
+from axlstm.checkpoint.hub import RELEASE_FILES, is_hub_name, load_from_hub
 from axlstm.core.errors import CheckpointError
 from axlstm.core.fileio import atomic_write, atomic_write_text, check_input_file
 from axlstm.core.release_format import check_release_file, read_release_config, unique_keys
 from axlstm.finetune.predict import AGGREGATION, Classifier
 from axlstm.models import POOLINGS, AudioClassifier, ClassifierHead, SSASTClassifier
+from axlstm.models.card import write_card_quietly
 
 __all__ = [
     "CLASSIFIER_FORMAT",
@@ -188,6 +190,8 @@ def save_classifier(
     atomic_write_text(directory / CLASSIFIER_NAME, json.dumps(config, indent=2) + "\n")
     text = json.dumps({"labels": labels, "multilabel": multilabel}, indent=2, ensure_ascii=False)
     atomic_write_text(directory / LABELS_NAME, text + "\n")
+    card = {**config, "labels": labels, "multilabel": multilabel}
+    write_card_quietly(directory, classifier.encoder, classifier=card)
     logger.info("saved classifier release %s (%d classes)", directory, len(labels))
     return directory
 
@@ -323,7 +327,8 @@ def load_classifier(
     """Load a classifier release written by :func:`save_classifier`.
 
     Args:
-        directory: the release folder.
+        directory: the release folder, or ``"hf-hub:ORG/NAME[@REVISION]"`` (through the
+            Hub's cache, with the same checks; see :mod:`axlstm.checkpoint.hub`).
         device: where the model runs (default CPU).
 
     Returns:
@@ -337,6 +342,9 @@ def load_classifier(
             without labels ("not a classifier"), bad JSON, labels that do not match the head,
             head shapes that do not fit, non-finite weights.
     """
+    if is_hub_name(directory):
+        files = (*RELEASE_FILES, HEAD_NAME, CLASSIFIER_NAME, LABELS_NAME)
+        return load_from_hub(directory, lambda d: load_classifier(d, device), files=files)
     directory = Path(directory)
     device = torch.device("cpu" if device is None else device)
     read_release_config(directory)  # a release folder at all (named errors otherwise)

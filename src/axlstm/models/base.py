@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from axlstm.core.release_format import write_release
+from axlstm.models.card import write_card_quietly
 from axlstm.models.interface import (
     LayerChoice,
     PretrainStep,
@@ -130,8 +131,10 @@ class EncoderBase(nn.Module):
 
     # ----------------------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | Path, **provenance: Any) -> Path:
-        """Write a release folder: ``config.json`` and ``model.safetensors``."""
-        return write_release(
+        """Write a release folder: ``config.json``, ``model.safetensors`` and a model card
+        ``README.md`` (a card that cannot be written is a warning; see
+        :mod:`axlstm.models.card`)."""
+        path = write_release(
             directory,
             model_class=self.release_class,
             model_config=self.config.to_dict(),
@@ -139,3 +142,5 @@ class EncoderBase(nn.Module):
             state_dict=self.state_dict(),
             provenance=provenance,
         )
+        write_card_quietly(path, self)
+        return path
