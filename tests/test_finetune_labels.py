@@ -339,4 +339,6 @@ def test_hear_missing_audio_skipped_or_refused_and_event_tasks_refused(tmp_path)
     with pytest.raises(InputError, match=rf"valid\.json: {victim.name}: audio file not found"):
         load_labelled(folder, missing="error")
     with pytest.raises(InputError, match=r"event .* task"):
-        load_labelled(make_task(tmp_path, "ev", embedding_type="event"))
+        load_labelled(
+            make_task(tmp_path, "ev", embedding_type="event", evaluation=["event_onset_200ms_fms"])
+        )
