@@ -116,3 +116,21 @@ def test_streaming_on_cuda_matches_offline():
     stream = StreamingEncoder(model)
     online = torch.cat([stream.push(spec[:, :, a : a + 20]) for a in range(0, 120, 20)], dim=1)
     torch.testing.assert_close(online, offline, atol=1e-5, rtol=1e-5)
+
+
+def test_probe_on_cuda_matches_cpu():
+    """The same initial weights, batches and dropout masks (drawn on the CPU): a GPU probe
+    follows the CPU one up to rounding, so the chosen epoch and the scores agree."""
+    from axlstm.evaluation import ProbeConfig, train_probe
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 16, generator=g)
+    y = torch.nn.functional.one_hot((x[:, 0] > 0).long() + (x[:, 1] > 0).long(), 3).float()
+    config = ProbeConfig(hidden_dim=32, max_epochs=30, check_every=3, patience=3)
+    kw = dict(prediction_type="multiclass", scores=["top1_acc"], config=config, seed=1)
+    _, cpu = train_probe(x[:200], y[:200], x[200:250], y[200:250], x_test=x[250:],
+                         y_test=y[250:], **kw)  # fmt: skip
+    _, gpu = train_probe(x[:200], y[:200], x[200:250], y[200:250], x_test=x[250:],
+                         y_test=y[250:], device=CUDA, **kw)  # fmt: skip
+    assert gpu.best_epoch == cpu.best_epoch
+    assert gpu.test_scores == pytest.approx(cpu.test_scores, abs=0.02)

@@ -187,3 +187,17 @@ def test_config_validation():
         ProbeConfig(dropouts=(1.5,))
     assert ProbeConfig(kind="linear").grid() == [0.0]
     assert ProbeConfig().grid() == [0.1, 0.25]
+
+
+def test_probe_device_cpu_is_the_default():
+    """An explicit CPU device trains the same probe, bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 8, generator=g)
+    y = torch.nn.functional.one_hot((x[:, 0] > 0).long(), 2).float()
+    config = ProbeConfig(hidden_dim=16, max_epochs=9, check_every=3, patience=2)
+    kw = dict(prediction_type="multiclass", scores=["top1_acc"], config=config, seed=3)
+    net_a, a = train_probe(x[:80], y[:80], x[80:], y[80:], **kw)
+    net_b, b = train_probe(x[:80], y[:80], x[80:], y[80:], device="cpu", **kw)
+    assert a == b
+    for p, q in zip(net_a.parameters(), net_b.parameters(), strict=True):
+        assert torch.equal(p, q)

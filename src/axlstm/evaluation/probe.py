@@ -139,8 +139,9 @@ class _Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
+        # drawn where the generator lives (the CPU), so a probe on a GPU gets the same masks
         keep = torch.rand(x.shape, generator=self.generator, dtype=x.dtype) >= self.p
-        return x * keep / (1.0 - self.p)
+        return x * keep.to(x.device) / (1.0 - self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -316,6 +317,7 @@ def train_probe(
     y_test: torch.Tensor | None = None,
     stop: threading.Event | None = None,
     scoring: Scoring | None = None,
+    device: str | torch.device | None = None,
 ) -> tuple[ProbeNet, ProbeRun]:
     """Train one probe with early stopping; return the best validated network and its record.
 
@@ -332,6 +334,9 @@ def train_probe(
         stop: when set (checked every epoch), :class:`ProbeCancelled` is raised.
         scoring: how predictions are scored (default: :class:`SceneScoring` of ``scores``);
             with one, the test set is scored when ``x_test`` is given.
+        device: where the network trains (default: the CPU). Initial weights, batch order and
+            dropout masks are drawn on the CPU whatever the device, so a GPU run differs from a
+            CPU run by floating-point rounding only. Scores are computed on the CPU.
 
     Raises:
         ValueError: empty sets, non-finite embeddings, or a loss that turns non-finite.
@@ -346,9 +351,12 @@ def train_probe(
     net = ProbeNet(
         x_train.shape[1], y_train.shape[1], hidden_dim=hidden, dropout=dropout, generator=g
     )
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    net.to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, foreach=True)
-    target = _targets_for_loss(y_train, prediction_type)
-    valid_target = _targets_for_loss(y_valid, prediction_type)
+    target = _targets_for_loss(y_train, prediction_type).to(dev)
+    valid_target = _targets_for_loss(y_valid, prediction_type).to(dev)
+    x_train, x_valid = x_train.to(dev), x_valid.to(dev)
     if scoring is None:
         scoring = SceneScoring(scores, y_valid, y_test)
     n = x_train.shape[0]
@@ -361,7 +369,7 @@ def train_probe(
         net.train()
         order = torch.randperm(n, generator=g) if config.shuffle else torch.arange(n)
         for start in range(0, n, config.batch_size):
-            idx = order[start : start + config.batch_size]
+            idx = order[start : start + config.batch_size].to(dev)
             if idx.numel() < 2 and hidden:
                 continue  # BatchNorm cannot train on a single example
             loss = _loss(net(x_train[idx]), target[idx], prediction_type)
@@ -380,7 +388,8 @@ def train_probe(
         net.eval()
         with torch.no_grad():
             logits = net(x_valid)
-            value, valid_scores, chosen = scoring.valid(_probabilities(logits, prediction_type))
+            probs = _probabilities(logits, prediction_type).cpu()
+            value, valid_scores, chosen = scoring.valid(probs)
             if not monitor_score:
                 value = -float(_loss(logits, valid_target, prediction_type))
         if math.isnan(value):
@@ -401,7 +410,7 @@ def train_probe(
     output = None
     if x_test is not None and (y_test is not None or not isinstance(scoring, SceneScoring)):
         with torch.no_grad():
-            probs = _probabilities(net(x_test), prediction_type)
+            probs = _probabilities(net(x_test.to(dev)), prediction_type).cpu()
         test_scores, output = scoring.test(probs, best_chosen)
     return net, ProbeRun(
         best_value, best_scores, test_scores, best_epoch, epoch, best_chosen, output
@@ -468,6 +477,7 @@ def evaluate_probe(
     *,
     jobs: int = 1,
     on_training: Callable[[int], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> ProbeResult:
     """Run the probe protocol (grid on the first split, then the other splits) for each seed.
 
@@ -478,6 +488,7 @@ def evaluate_probe(
         jobs: trainings run in parallel threads (set torch's intra-op threads to 1 for best
             throughput when above 1); results do not depend on it.
         on_training: called with 1 after each training (progress).
+        device: where the probes train (default: the CPU); see :func:`train_probe`.
 
     Returns:
         The per-seed scores and training records.
@@ -500,9 +511,7 @@ def evaluate_probe(
     grid = config.grid()
     splits = list(data.splits)
     stacked = [(data.stack(s.train), data.stack(s.valid), data.stack(s.test)) for s in splits]
-    scorings = [
-        data.make_scoring(s) if data.make_scoring is not None else None for s in splits
-    ]
+    scorings = [data.make_scoring(s) if data.make_scoring is not None else None for s in splits]
     for s, ((_, yt), _, _) in zip(splits, stacked, strict=True):
         if torch.unique(yt, dim=0).shape[0] < 2:
             raise ValueError(
@@ -529,6 +538,7 @@ def evaluate_probe(
             y_test=ys,
             stop=stop,
             scoring=scorings[split_index],
+            device=device,
         )
         if on_training is not None:
             on_training(1)

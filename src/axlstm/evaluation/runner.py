@@ -316,10 +316,10 @@ def _write_events(out_dir: str | Path, model: str, task: str, result) -> str:
 
 
 def _probe_outcome(
-    task: Task, x, seeds, probe: ProbeConfig, jobs: int, bar, events_to=None
+    task: Task, x, seeds, probe: ProbeConfig, jobs: int, bar, events_to=None, device=None
 ) -> Outcome:
     data = _probe_data(task, x)
-    result = evaluate_probe(data, seeds, probe, jobs=jobs, on_training=bar.update)
+    result = evaluate_probe(data, seeds, probe, jobs=jobs, on_training=bar.update, device=device)
     primary = task.primary_score
     scores = result.scores[primary]
     bad = [seed for seed, s in zip(seeds, scores, strict=True) if not math.isfinite(s)]
@@ -365,6 +365,7 @@ def run_evaluation(
     batch_size: int = 16,
     jobs: int = 1,
     threads: int | None = None,
+    probe_device: str | torch.device | None = None,
     charts: bool = True,
     progress: ProgressFactory | None = None,
     settings: dict[str, Any] | None = None,
@@ -389,6 +390,8 @@ def run_evaluation(
         threads: torch intra-op threads while embedding (None: leave torch's setting). On a
             small CPU shared with other work, 1 avoids OpenMP oversubscription, which was
             measured to slow a 2-thread run down ten-fold on a busy 2-core machine.
+        probe_device: where the probes train (default: the CPU). Like ``jobs`` it is not part
+            of a result's fingerprint: a GPU changes scores by floating-point rounding only.
         charts: draw PNG charts.
         progress: a tqdm-like factory ``progress(total=, desc=, unit=, leave=)`` returning an
             object with ``update(n)`` and ``close()``; None shows nothing.
@@ -440,6 +443,7 @@ def run_evaluation(
             "cache_dir": None if cache_dir is None else str(cache_dir),
             "jobs": jobs,
             "threads": threads,
+            "probe_device": str(probe_device or "cpu"),
             "tasks": {
                 t.key: (t.task.describe().split(": ", 1)[1] if t.task else f"unreadable: {t.error}")
                 for t in tasks
@@ -470,6 +474,7 @@ def run_evaluation(
                 },
                 jobs=jobs,
                 threads=threads,
+                probe_device=probe_device,
                 progress=progress,
             )
     except KeyboardInterrupt:
@@ -509,6 +514,7 @@ def _run_model(
     embed_options: dict[str, Any],
     jobs: int,
     threads: int | None,
+    probe_device: str | torch.device | None,
     progress: ProgressFactory,
 ) -> None:
     """One model on every task; each finished result goes to ``log`` at once."""
@@ -572,9 +578,17 @@ def _run_model(
             )
             start = time.perf_counter()
             try:
-                with _torch_threads(1 if jobs > 1 else None):
+                cpu_probe = probe_device is None or torch.device(probe_device).type == "cpu"
+                with _torch_threads(1 if jobs > 1 and cpu_probe else None):
                     outcome = _probe_outcome(
-                        task, x, seed_list, probe, jobs, bar, (out_dir, spec.label, t.key)
+                        task,
+                        x,
+                        seed_list,
+                        probe,
+                        jobs,
+                        bar,
+                        (out_dir, spec.label, t.key),
+                        probe_device,
                     )
             finally:
                 bar.close()
