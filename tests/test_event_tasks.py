@@ -93,6 +93,28 @@ def test_overlapping_events_of_one_label_are_merged(tmp_path, caplog):
     assert task.postprocessing() == [PostProcessing(250.0, 125.0), PostProcessing(250.0, 250.0)]
 
 
+def test_a_maestro_like_task_gives_its_grid_and_monitors_the_loss(tmp_path):
+    """hear-preprocess writes the grid under evaluation_params (MAESTRO: 150 ms x 50 ms) and
+    MAESTRO stops early on the validation loss."""
+    meta = {
+        "evaluation": ["event_onset_50ms_fms", "event_onset_offset_50ms_20perc_fms"],
+        "use_scoring_for_early_stopping": False,
+        "evaluation_params": {
+            "event_postprocessing_grid": {"median_filter_ms": [150], "min_duration": [50]}
+        },
+    }
+    task = load_task(write_event_task(tmp_path / "m", SIMPLE, meta=meta))
+    assert task.postprocessing() == [PostProcessing(150.0, 50.0)]
+    assert not task.monitor_score and task.primary_score == "event_onset_50ms_fms"
+    embedder, _ = load_embedder(ModelSpec("logmel", "logmel"))
+    frames, _ = task_frames(embedder, task)
+    result = evaluate_probe(event_probe_data(task, frames), [0, 1], TINY)
+    assert result.chosen == [[PostProcessing(150.0, 50.0)]] * 2
+    # monitored on the loss: the best check's value is minus the validation loss
+    assert all(v < 0 for row in result.grid_valid for v in row)
+    assert set(result.scores) == {"event_onset_50ms_fms", "event_onset_offset_50ms_20perc_fms"}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -104,7 +126,9 @@ def test_overlapping_events_of_one_label_are_merged(tmp_path, caplog):
         (lambda e, m: m.update({"evaluation": ["segment_1s_er"]}), "one to minimise"),
         (lambda e, m: m.update({"evaluation": ["top1_acc"]}), "unknown scores"),
         (
-            lambda e, m: m.update({"event_postprocessing_grid": {"median_filter_ms": [-1]}}),
+            lambda e, m: m.update(
+                {"evaluation_params": {"event_postprocessing_grid": {"median_filter_ms": [-1]}}}
+            ),
             "event_postprocessing_grid",
         ),
     ],

@@ -26,8 +26,9 @@ documented in docs/evaluation.md:
   logged;
 * an event that starts after its clip ends is an error naming the file (checked when the clip's
   length is known, see :mod:`.event_probe`); one that ends after the clip is cut at its end;
-* ``task_metadata.json`` may give ``event_postprocessing_grid`` (``{"median_filter_ms": [...],
-  "min_duration": [...]}``), else HEAR's default grid is used;
+* ``task_metadata.json`` may give ``evaluation_params.event_postprocessing_grid``
+  (``{"median_filter_ms": [...], "min_duration": [...]}``, where hear-preprocess writes it, e.g.
+  MAESTRO's ``{150} x {50}``), else HEAR's default grid is used;
 * a multiclass event task is probed as multilabel (sigmoid outputs, BCE), as every frame may
   hold no event.
 
@@ -207,7 +208,7 @@ class Task:
 
     def postprocessing(self) -> list[PostProcessing]:
         """The post-processing grid of an event task (the task's own, else HEAR's default)."""
-        return postprocessing_grid(self.metadata.get("event_postprocessing_grid"))
+        return postprocessing_grid(_grid_spec(self.metadata))
 
     def events(self, split: str) -> dict[str, list[Event]]:
         """``{file: [(onset ms, offset ms, label), ...]}`` of an event task's split, sorted by
@@ -649,9 +650,11 @@ def load_task(path: str | Path, preferred_rate: int = PREFERRED_RATE) -> Task:
             )
         scores = list(requested)
         try:
-            postprocessing_grid(meta.get("event_postprocessing_grid"))
-        except ValueError as err:
-            raise TaskFormatError(f"{meta_path}: event_postprocessing_grid: {err}") from None
+            postprocessing_grid(_grid_spec(meta))
+        except (ValueError, TypeError, AttributeError) as err:
+            raise TaskFormatError(
+                f"{meta_path}: evaluation_params.event_postprocessing_grid: {err}"
+            ) from None
     else:
         unknown = [s for s in requested if s not in SCORES]
         if unknown:
@@ -677,6 +680,17 @@ def load_task(path: str | Path, preferred_rate: int = PREFERRED_RATE) -> Task:
     else:
         _check_classes(task)
     return task
+
+
+def _grid_spec(meta: dict[str, Any]) -> Any:
+    """The post-processing grid of the metadata, where hear-preprocess puts it
+    (``evaluation_params.event_postprocessing_grid``), or None for HEAR's default."""
+    params = meta.get("evaluation_params")
+    if params is None:
+        return None
+    if not isinstance(params, dict):
+        raise TypeError(f"evaluation_params must be a JSON object, got {params!r}")
+    return params.get("event_postprocessing_grid")
 
 
 def _check_events(task: Task) -> None:
