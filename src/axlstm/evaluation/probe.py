@@ -243,8 +243,8 @@ class ProbeData:
 
     def stack(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings (N, D) and targets (N, C) of the named splits, concatenated in order."""
-        x = np.concatenate([self.x[n] for n in names]).astype(np.float32)
-        y = np.concatenate([self.y[n] for n in names]).astype(np.float32)
+        x = np.concatenate([self.x[n] for n in names]).astype(np.float32, copy=False)
+        y = np.concatenate([self.y[n] for n in names]).astype(np.float32, copy=False)
         return torch.from_numpy(x), torch.from_numpy(y)
 
 
