@@ -158,8 +158,6 @@ SCORES: dict[str, Callable[[Any, Any], float]] = {
 }
 
 
-
-
 def score(name: str, predictions: Any, targets: Any) -> float:
     """The score called ``name`` (a key of :data:`SCORES`)."""
     if name not in SCORES:
