@@ -74,7 +74,11 @@ SMALL_STEP = 1 << 18
 
 @contextlib.contextmanager
 def _few_threads(step_numel: int, device: torch.device):
-    """One intra-op thread for loops of small CPU steps; restored afterwards."""
+    """One intra-op thread for loops of small CPU steps; restored afterwards. Nothing under
+    ``torch.compile`` (a traced graph has no thread count to set; reading it breaks the graph)."""
+    if torch.compiler.is_compiling():
+        yield
+        return
     old = torch.get_num_threads()
     if device.type != "cpu" or step_numel >= SMALL_STEP or old == 1:
         yield
