@@ -108,7 +108,10 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write(path, write)
 
 
-def _load(path: Path, task: Task) -> dict[str, np.ndarray] | None:
+def _read_entry(path: Path, task: Task, read_split: Callable[[Any, str, list[str]], Any]):
+    """``{split: read_split(data, split, files)}`` from a cache entry, or None (with a
+    warning) when it is unreadable, lists other files, or ``read_split`` finds it malformed
+    (returns None)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             out = {}
@@ -117,15 +120,26 @@ def _load(path: Path, task: Task) -> dict[str, np.ndarray] | None:
                 if files != task.files(split):
                     logger.warning("%s: file list differs from %s; recomputing", path, task.name)
                     return None
-                x = data[f"X_{split}"].astype(np.float32)
-                if x.ndim != 2 or x.shape[0] != len(files) or not np.isfinite(x).all():
+                value = read_split(data, split, files)
+                if value is None:
                     logger.warning("%s: malformed or non-finite embeddings; recomputing", path)
                     return None
-                out[split] = x
+                out[split] = value
             return out
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         logger.warning("unreadable cache entry %s (%s); recomputing", path, err)
         return None
+
+
+def _scene_split(data: Any, split: str, files: list[str]) -> np.ndarray | None:
+    x = data[f"X_{split}"].astype(np.float32)
+    if x.ndim != 2 or x.shape[0] != len(files) or not np.isfinite(x).all():
+        return None
+    return x
+
+
+def _load(path: Path, task: Task) -> dict[str, np.ndarray] | None:
+    return _read_entry(path, task, _scene_split)
 
 
 def task_embeddings(
@@ -251,34 +265,25 @@ class FrameSet:
         )
 
 
-def _load_frames(path: Path, task: Task) -> dict[str, FrameSet] | None:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            out = {}
-            for split in task.splits:
-                files = data[f"files_{split}"].tolist()
-                if files != task.files(split):
-                    logger.warning("%s: file list differs from %s; recomputing", path, task.name)
-                    return None
-                x = data[f"X_{split}"].astype(np.float32)
-                ts = data[f"T_{split}"].astype(np.float64)
-                counts = data[f"N_{split}"].astype(np.int64)
-                durations = data[f"S_{split}"].astype(np.float64)
-                if (
-                    x.ndim != 2
-                    or counts.shape != (len(files),)
-                    or int(counts.sum()) != x.shape[0]
-                    or ts.shape != (x.shape[0],)
-                    or durations.shape != (len(files),)
-                    or not np.isfinite(x).all()
-                ):
-                    logger.warning("%s: malformed or non-finite frames; recomputing", path)
-                    return None
-                out[split] = FrameSet(files, x, ts, counts, durations)
-            return out
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        logger.warning("unreadable cache entry %s (%s); recomputing", path, err)
+def _frames_split(data: Any, split: str, files: list[str]) -> FrameSet | None:
+    x = data[f"X_{split}"].astype(np.float32)
+    ts = data[f"T_{split}"].astype(np.float64)
+    counts = data[f"N_{split}"].astype(np.int64)
+    durations = data[f"S_{split}"].astype(np.float64)
+    if (
+        x.ndim != 2
+        or counts.shape != (len(files),)
+        or int(counts.sum()) != x.shape[0]
+        or ts.shape != (x.shape[0],)
+        or durations.shape != (len(files),)
+        or not np.isfinite(x).all()
+    ):
         return None
+    return FrameSet(files, x, ts, counts, durations)
+
+
+def _load_frames(path: Path, task: Task) -> dict[str, FrameSet] | None:
+    return _read_entry(path, task, _frames_split)
 
 
 def task_frames(
