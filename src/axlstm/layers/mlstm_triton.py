@@ -1,0 +1,543 @@
+"""Fused chunkwise mLSTM in Triton, forward and backward, equal to :func:`mlstm_chunkwise`.
+
+Notation as in :mod:`axlstm.layers.mlstm`: per head q_t, k_t, v_t of width DH, k̂ = k / sqrt(DH),
+input-gate preactivation i_t, forget-gate preactivation f_t. The sequence is cut into chunks of L
+tokens (chunkwise formulation of the xLSTM paper, arXiv 2405.04517, appendix). In chunk j, with
+g_t the chunk-local cumulative log sigmoid(f), G_j its value at the chunk end and a_s = i_s - g_s:
+
+    W[t, s]  = exp(a_s - M_t) for s <= t in the chunk, else 0
+    w_in_t   = exp(m_j - M_t)
+    num_t    = sum_s (q_t . k̂_s) W[t, s] v_s + w_in_t C_j q_t
+    den_t    = sum_s (q_t . k̂_s) W[t, s]     + w_in_t n_j . q_t
+    h_t      = num_t / (max(|den_t|, exp(-(g_t + M_t))) + eps)
+    C_{j+1}  = exp(m_j + G_j - m_{j+1}) C_j + sum_s exp(a_s + G_j - m_{j+1}) v_s k̂_sᵀ   (n alike)
+
+with (C_j, n_j, m_j) the state entering chunk j (C and n scaled by exp(-m_j)) and M_t the token
+stabiliser (g_t + M_t is the row maximum of the log decay matrix, as in the reference).
+
+Split of the work: the stabilisers m_j and M_t are O(S) scans (logsigmoid, cumsum, cummax, a short
+loop over chunks) computed here in plain differentiable PyTorch with exactly the operations of
+:func:`mlstm_chunkwise`; they enter a ``torch.autograd.Function`` as explicit inputs, whose forward
+and backward are Triton kernels:
+
+    forward   _fwd_states  recurrence over chunks, one program per (batch*head, value tile)
+              _fwd_out     outputs per chunk: (L, L) intra-chunk part plus the carried state
+    backward  _bwd_prep    per-token scalars of the normaliser's derivative
+              _bwd_states  reverse recurrence for the state adjoints dC_j, dn_j
+              _bwd_chunk   per-chunk gradients of q, k̂, v and a
+
+The explicit derivatives with respect to the stabilisers follow from scale invariance. h does not
+depend on the internal m_j (0 < j < K) at all (they only rescale C_j and, inversely, w_in). All of
+num_t, den_t and the floor scale as exp(-M_t), so M_t enters only through eps:
+dh_t/dM_t = -h_t eps / (B_t + eps) with B_t = max(|den_t|, floor_t). The incoming state appears as
+C_0 exp(m_0), so dm_0 = <dC_0, C_0> + <dn_0, n_0>; the outgoing one scales as exp(G_{K-1} - m_K),
+so dm_K = -(<dC_K, C_K> + <dn_K, n_K>) and the same with a plus sign goes to G_{K-1}. PyTorch
+autograd then carries these through the scans exactly as it does for the reference.
+
+Shapes the kernels need: a power-of-two head width of at least 16 and a power-of-two chunk of at
+least 16. Other DH are zero-padded to the next power of two (exact: the padded components of q, k
+and v contribute nothing and the padded outputs are dropped); other chunk sizes are rounded up to
+a power of two (the result does not depend on the chunking). Computation is in float32 (float64
+for float64 inputs); bfloat16/float16 inputs are upcast and h is cast back to the input dtype,
+while the returned state stays float32 so that a carried state loses no precision.
+
+Triton is optional (the ``axlstm[triton]`` extra): it is imported on first use, and the kernels are
+defined then too, so ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by the tests) may be set
+any time before the first call.
+
+References:
+    1. Beck et al., "xLSTM: Extended Long Short-Term Memory", 2024 (arXiv 2405.04517).
+    2. Triton language documentation, https://triton-lang.org.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+# The carried state of :data:`axlstm.layers.mlstm.MLSTMState` (C, n, m); restated, not
+# imported, because mlstm.py dispatches to this module.
+MLSTMState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+MIN_CHUNK = 16  # tl.dot needs every block dimension >= 16
+MAX_CHUNK = 64  # (L, L) tiles held per program
+MAX_TILE = 4096  # at most this many elements in an (L, DH) tile: L <= 4096 / DH
+MAX_VALUE_TILE = 64  # value-dimension tile of C processed per step
+
+
+def _import_triton():
+    """Triton, or None when it is not installed."""
+    try:
+        import triton
+    except ImportError:
+        return None
+    return triton
+
+
+def _interpret_mode() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
+    triton = _import_triton()
+    if triton is not None:
+        try:
+            return bool(triton.knobs.runtime.interpret)
+        except AttributeError:  # older Triton without knobs
+            pass
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+def available() -> bool:
+    """True when the Triton kernels can run: Triton importable, and CUDA or interpreter mode."""
+    if _import_triton() is None:
+        return False
+    return torch.cuda.is_available() or _interpret_mode()
+
+
+def _check_runnable(device: torch.device) -> bool:
+    """Raise a clear RuntimeError when the kernels cannot run on ``device``; else the mode."""
+    if _import_triton() is None:
+        raise RuntimeError(
+            "mlstm_chunkwise_triton needs Triton, which is not installed: "
+            "pip install 'axlstm[triton]' (or use mlstm_chunkwise, the pure-PyTorch form)"
+        )
+    interpret = _interpret_mode()
+    if device.type != "cuda" and not interpret:
+        raise RuntimeError(
+            f"mlstm_chunkwise_triton runs on CUDA tensors (got a tensor on {device}); for CPU "
+            "tensors set TRITON_INTERPRET=1 in the environment before the first call (Triton's "
+            "slow CPU interpreter, meant for tests), or use mlstm_chunkwise"
+        )
+    return interpret
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, (x - 1).bit_length())
+
+
+def padded_head_dim(DH: int) -> int:
+    """The head width the kernels use: DH rounded up to a power of two, at least 16."""
+    return max(MIN_CHUNK, _next_pow2(DH))
+
+
+def kernel_chunk(chunk_size: int, S: int, DH: int) -> int:
+    """The chunk the kernels use: ``chunk_size`` rounded up to a power of two, no longer than S
+    needs, at most 64 and at most 4096 / (padded DH) tokens (to bound the per-program tiles),
+    and at least 16. Any chunking gives the same result."""
+    L = min(_next_pow2(max(1, chunk_size)), _next_pow2(max(1, S)))
+    L = min(L, MAX_CHUNK, MAX_TILE // padded_head_dim(DH))
+    return max(MIN_CHUNK, L)
+
+
+# Bound by _kernels() on first use: the kernels are defined in this function (so that Triton is
+# imported lazily) but must resolve these names as module globals, because Triton's interpreter
+# re-executes a kernel's source in its module's namespace and so does not see closure variables.
+triton = None
+tl = None
+_sum_combine = None
+
+
+@functools.lru_cache(maxsize=2)
+def _kernels(interpret: bool):
+    """Define (jit) the kernels; cached per mode, because ``triton.jit`` decides between
+    compiled and interpreted kernels when it decorates them."""
+    global triton, tl, _sum_combine
+    import triton
+    import triton.language as tl
+
+    log.debug("defining mLSTM Triton kernels (interpreter=%s)", interpret)
+    # Sums use tl.reduce with the combine function of tl.sum rather than tl.sum itself: tl.sum is a
+    # jit function of Triton's standard library, which the interpreter can run only when
+    # TRITON_INTERPRET was set before Triton was imported, while the interpreter recognises its
+    # combine function and sums with numpy whenever it was imported.
+    _sum_combine = getattr(tl.standard, "_sum_combine", None)
+    if _sum_combine is None:  # pragma: no cover - other Triton versions
+
+        @triton.jit
+        def _add(x, y):
+            return x + y
+
+        _sum_combine = _add
+
+    @triton.jit
+    def _fwd_states(
+        k_ptr, v_ptr, a_ptr, g_ptr, m_ptr, c0_ptr, n0_ptr, cs_ptr, ns_ptr,
+        K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr,
+    ):  # fmt: skip
+        """States entering every chunk, C_0..C_K, for one (batch*head, value tile)."""
+        bh = tl.program_id(0).to(tl.int64)
+        pv = tl.program_id(1)
+        rl = tl.arange(0, L)
+        rd = tl.arange(0, DP)
+        rv = pv * BV + tl.arange(0, BV)
+        Sp = K * L
+        tile = rv[:, None] * DP + rd[None, :]  # (BV, DP) block of a (DP, DP) matrix
+        first = rd + pv * DP < DP  # n is written by the first value tile only
+        C = tl.load(c0_ptr + bh * DP * DP + tile)
+        n = tl.load(n0_ptr + bh * DP + rd)
+        m_prev = tl.load(m_ptr + bh * (K + 1))
+        for j in range(K):
+            st = bh * (K + 1) + j
+            tl.store(cs_ptr + st * DP * DP + tile, C)
+            tl.store(ns_ptr + st * DP + rd, n, mask=first)
+            m_next = tl.load(m_ptr + st + 1)
+            tok = bh * Sp + j * L + rl
+            G = tl.load(g_ptr + bh * Sp + j * L + L - 1)
+            c = tl.exp(tl.load(a_ptr + tok) + G - m_next)  # weight of each token's write
+            decay = tl.exp(m_prev + G - m_next)  # 0 for the empty state (m = -inf)
+            kk = tl.load(k_ptr + tok[:, None] * DP + rd[None, :])  # (L, DP)
+            vv = tl.load(v_ptr + tok[:, None] * DP + rv[None, :])  # (L, BV)
+            write = tl.dot(tl.trans(vv * c[:, None]), kk, input_precision="ieee")
+            C = decay * C + write
+            n = decay * n + tl.reduce(kk * c[:, None], 0, _sum_combine)
+            m_prev = m_next
+        st = bh * (K + 1) + K
+        tl.store(cs_ptr + st * DP * DP + tile, C)
+        tl.store(ns_ptr + st * DP + rd, n, mask=first)
+
+    @triton.jit
+    def _fwd_out(
+        q_ptr, k_ptr, v_ptr, a_ptr, g_ptr, mt_ptr, m_ptr, cs_ptr, ns_ptr, h_ptr, den_ptr,
+        eps, K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr,
+    ):  # fmt: skip
+        """h for one (batch*head, chunk); also stores den_t for the backward pass."""
+        bh = tl.program_id(0).to(tl.int64)
+        j = tl.program_id(1)
+        rl = tl.arange(0, L)
+        rd = tl.arange(0, DP)
+        Sp = K * L
+        tok = bh * Sp + j * L + rl
+        st = bh * (K + 1) + j
+        q = tl.load(q_ptr + tok[:, None] * DP + rd[None, :])
+        k = tl.load(k_ptr + tok[:, None] * DP + rd[None, :])
+        a = tl.load(a_ptr + tok)
+        g = tl.load(g_ptr + tok)
+        Mt = tl.load(mt_ptr + tok)
+        m_in = tl.load(m_ptr + st)
+        causal = rl[:, None] >= rl[None, :]
+        W = tl.where(causal, tl.exp(tl.minimum(a[None, :] - Mt[:, None], 0.0)), 0.0)
+        P = tl.dot(q, tl.trans(k), input_precision="ieee") * W  # (L, L)
+        w_in = tl.exp(m_in - Mt)  # (L,)
+        n_in = tl.load(ns_ptr + st * DP + rd)
+        den = tl.reduce(P, 1, _sum_combine) + w_in * tl.reduce(q * n_in[None, :], 1, _sum_combine)
+        floor = tl.exp(-(g + Mt))
+        scale = 1.0 / (tl.maximum(tl.abs(den), floor) + eps)
+        tl.store(den_ptr + tok, den)
+        for vt in tl.static_range(DP // BV):
+            rv = vt * BV + tl.arange(0, BV)
+            vv = tl.load(v_ptr + tok[:, None] * DP + rv[None, :])  # (L, BV)
+            Ct = tl.load(cs_ptr + st * DP * DP + rv[:, None] * DP + rd[None, :])  # (BV, DP)
+            num = tl.dot(P, vv, input_precision="ieee")
+            num += w_in[:, None] * tl.dot(q, tl.trans(Ct), input_precision="ieee")
+            tl.store(h_ptr + tok[:, None] * DP + rv[None, :], num * scale[:, None])
+
+    @triton.jit
+    def _bwd_prep(
+        dh_ptr, h_ptr, g_ptr, mt_ptr, den_ptr, inv_ptr, dden_ptr, dmt_ptr, dg_ptr,
+        eps, K, L: tl.constexpr, DP: tl.constexpr,
+    ):  # fmt: skip
+        """Per token: 1/(B+eps), d den, and the explicit d M_t and d g_t (the floor's share)."""
+        bh = tl.program_id(0).to(tl.int64)
+        j = tl.program_id(1)
+        rl = tl.arange(0, L)
+        rd = tl.arange(0, DP)
+        tok = bh * K * L + j * L + rl
+        dh = tl.load(dh_ptr + tok[:, None] * DP + rd[None, :])
+        h = tl.load(h_ptr + tok[:, None] * DP + rd[None, :])
+        den = tl.load(den_ptr + tok)
+        floor = tl.exp(-(tl.load(g_ptr + tok) + tl.load(mt_ptr + tok)))
+        B = tl.maximum(tl.abs(den), floor)
+        inv = 1.0 / (B + eps)
+        dB = -tl.reduce(dh * h, 1, _sum_combine) * inv  # dL/dB with h = num / (B + eps)
+        # torch.maximum splits the gradient evenly at a tie; abs has derivative sign (0 at 0)
+        share = tl.where(tl.abs(den) > floor, 1.0, tl.where(tl.abs(den) == floor, 0.5, 0.0))
+        sign = tl.where(den > 0, 1.0, tl.where(den < 0, -1.0, 0.0))
+        tl.store(inv_ptr + tok, inv)
+        tl.store(dden_ptr + tok, dB * share * sign)
+        tl.store(dmt_ptr + tok, eps * dB)  # = -eps <dh, h> / (B + eps)
+        tl.store(dg_ptr + tok, -floor * dB * (1.0 - share))
+
+    @triton.jit
+    def _bwd_states(
+        q_ptr, dh_ptr, mt_ptr, g_ptr, m_ptr, inv_ptr, dden_ptr, dck_ptr, dnk_ptr, dcs_ptr, dns_ptr,
+        K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr,
+    ):  # fmt: skip
+        """Adjoints dC_j, dn_j of the states entering each chunk (reverse recurrence)."""
+        bh = tl.program_id(0).to(tl.int64)
+        pv = tl.program_id(1)
+        rl = tl.arange(0, L)
+        rd = tl.arange(0, DP)
+        rv = pv * BV + tl.arange(0, BV)
+        Sp = K * L
+        tile = rv[:, None] * DP + rd[None, :]
+        first = rd + pv * DP < DP
+        dC = tl.load(dck_ptr + bh * DP * DP + tile)
+        dn = tl.load(dnk_ptr + bh * DP + rd)
+        st = bh * (K + 1) + K
+        tl.store(dcs_ptr + st * DP * DP + tile, dC)
+        tl.store(dns_ptr + st * DP + rd, dn, mask=first)
+        for jj in range(K):
+            j = K - 1 - jj
+            st = bh * (K + 1) + j
+            m_in = tl.load(m_ptr + st)
+            m_next = tl.load(m_ptr + st + 1)
+            G = tl.load(g_ptr + bh * Sp + j * L + L - 1)
+            decay = tl.exp(m_in + G - m_next)
+            tok = bh * Sp + j * L + rl
+            w_in = tl.exp(m_in - tl.load(mt_ptr + tok))
+            q = tl.load(q_ptr + tok[:, None] * DP + rd[None, :])  # (L, DP)
+            dh = tl.load(dh_ptr + tok[:, None] * DP + rv[None, :])  # (L, BV)
+            dnum = dh * (tl.load(inv_ptr + tok) * w_in)[:, None]
+            dC = decay * dC + tl.dot(tl.trans(dnum), q, input_precision="ieee")
+            dn = decay * dn + tl.reduce(
+                q * (tl.load(dden_ptr + tok) * w_in)[:, None], 0, _sum_combine
+            )
+            tl.store(dcs_ptr + st * DP * DP + tile, dC)
+            tl.store(dns_ptr + st * DP + rd, dn, mask=first)
+
+    @triton.jit
+    def _bwd_chunk(
+        q_ptr, k_ptr, v_ptr, dh_ptr, a_ptr, g_ptr, mt_ptr, m_ptr, cs_ptr, ns_ptr, dcs_ptr,
+        dns_ptr, inv_ptr, dden_ptr, dq_ptr, dk_ptr, dv_ptr, da_ptr,
+        K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr,
+    ):  # fmt: skip
+        """Gradients of q, k̂, v and a for one (batch*head, chunk)."""
+        bh = tl.program_id(0).to(tl.int64)
+        j = tl.program_id(1)
+        rl = tl.arange(0, L)
+        rd = tl.arange(0, DP)
+        Sp = K * L
+        tok = bh * Sp + j * L + rl
+        st = bh * (K + 1) + j
+        q = tl.load(q_ptr + tok[:, None] * DP + rd[None, :])
+        k = tl.load(k_ptr + tok[:, None] * DP + rd[None, :])
+        a = tl.load(a_ptr + tok)
+        Mt = tl.load(mt_ptr + tok)
+        m_in = tl.load(m_ptr + st)
+        m_next = tl.load(m_ptr + st + 1)
+        G = tl.load(g_ptr + bh * Sp + j * L + L - 1)
+        inv = tl.load(inv_ptr + tok)
+        dden = tl.load(dden_ptr + tok)
+        causal = rl[:, None] >= rl[None, :]
+        W = tl.where(causal, tl.exp(tl.minimum(a[None, :] - Mt[:, None], 0.0)), 0.0)
+        P = tl.dot(q, tl.trans(k), input_precision="ieee") * W
+        w_in = tl.exp(m_in - Mt)
+        c = tl.exp(a + G - m_next)  # weight of token s in C_{j+1}
+        n_in = tl.load(ns_ptr + st * DP + rd)
+        dn = tl.load(dns_ptr + (st + 1) * DP + rd)  # adjoint of n_{j+1}
+        dP = tl.full((L, L), 0.0, q.dtype)
+        dq_state = tl.full((L, DP), 0.0, q.dtype)  # sum_v dnum C_j
+        dk_state = tl.full((L, DP), 0.0, q.dtype)  # sum_v v dC_{j+1}
+        da_state = tl.full((L,), 0.0, q.dtype)  # v_sᵀ dC_{j+1} k̂_s
+        for vt in tl.static_range(DP // BV):
+            rv = vt * BV + tl.arange(0, BV)
+            vv = tl.load(v_ptr + tok[:, None] * DP + rv[None, :])  # (L, BV)
+            dnum = tl.load(dh_ptr + tok[:, None] * DP + rv[None, :]) * inv[:, None]
+            Ct = tl.load(cs_ptr + st * DP * DP + rv[:, None] * DP + rd[None, :])  # (BV, DP)
+            dCt = tl.load(dcs_ptr + (st + 1) * DP * DP + rv[:, None] * DP + rd[None, :])
+            dP += tl.dot(dnum, tl.trans(vv), input_precision="ieee")
+            dq_state += tl.dot(dnum, Ct, input_precision="ieee")
+            dk_state += tl.dot(vv, dCt, input_precision="ieee")
+            kdC = tl.dot(k, tl.trans(dCt), input_precision="ieee")  # (L, BV)
+            da_state += tl.reduce(vv * kdC, 1, _sum_combine)
+            dv = tl.dot(tl.trans(P), dnum, input_precision="ieee") + c[:, None] * kdC
+            tl.store(dv_ptr + tok[:, None] * DP + rv[None, :], dv)
+        dP = tl.where(causal, dP + dden[:, None], 0.0)  # d/dP[t, s] of num_t and den_t
+        da = tl.reduce(dP * P, 0, _sum_combine) + c * (
+            da_state + tl.reduce(k * dn[None, :], 1, _sum_combine)
+        )
+        dS = dP * W  # d/d(q_t . k̂_s)
+        dq = tl.dot(dS, k, input_precision="ieee")
+        dq += w_in[:, None] * (dq_state + dden[:, None] * n_in[None, :])
+        dk = tl.dot(tl.trans(dS), q, input_precision="ieee")
+        dk += c[:, None] * (dk_state + dn[None, :])
+        tl.store(dq_ptr + tok[:, None] * DP + rd[None, :], dq)
+        tl.store(dk_ptr + tok[:, None] * DP + rd[None, :], dk)
+        tl.store(da_ptr + tok, da)
+
+    return _fwd_states, _fwd_out, _bwd_prep, _bwd_states, _bwd_chunk
+
+
+def _on_device(x: torch.Tensor):
+    """Launch on x's GPU (Triton launches on the current CUDA device)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
+def _value_tile(DP: int) -> int:
+    return min(DP, MAX_VALUE_TILE)
+
+
+def _warps(L: int, DP: int) -> int:
+    """Warps per program: more for the largest (L, DH) tiles (a guess, not yet tuned on a GPU)."""
+    return 8 if L * DP >= MAX_TILE else 4
+
+
+class _ChunkwiseFn(torch.autograd.Function):
+    """h, C_K, n_K from (q, k̂, v, a, g, M, m, C_0, n_0) laid out for the kernels.
+
+    Shapes (BH = batch * heads, Sp = K * L tokens, DP head width): q, k̂, v (BH, Sp, DP);
+    a, g, M (BH, Sp); m (BH, K + 1) the state stabilisers m_0..m_K; C_0 (BH, DP, DP); n_0 (BH, DP).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, a, g, Mt, m, C0, n0, eps, L, interpret):
+        BH, Sp, DP = q.shape
+        K = Sp // L
+        BV = _value_tile(DP)
+        nw = _warps(L, DP)
+        fwd_states, fwd_out, *_ = _kernels(interpret)
+        Cs = q.new_empty(BH, K + 1, DP, DP)
+        ns = q.new_empty(BH, K + 1, DP)
+        h = torch.empty_like(q)
+        den = torch.empty_like(a)
+        with _on_device(q):
+            fwd_states[(BH, DP // BV)](
+                k, v, a, g, m, C0, n0, Cs, ns, K, L=L, DP=DP, BV=BV, num_warps=nw
+            )
+            fwd_out[(BH, K)](
+                q, k, v, a, g, Mt, m, Cs, ns, h, den, eps, K, L=L, DP=DP, BV=BV, num_warps=nw
+            )
+        ctx.save_for_backward(q, k, v, a, g, Mt, m, Cs, ns, h, den)
+        ctx.consts = (eps, L, interpret)
+        return h, Cs[:, K].clone(), ns[:, K].clone()
+
+    @staticmethod
+    def backward(ctx, dh, dCK, dnK):
+        q, k, v, a, g, Mt, m, Cs, ns, h, den = ctx.saved_tensors
+        eps, L, interpret = ctx.consts
+        BH, Sp, DP = q.shape
+        K = Sp // L
+        BV = _value_tile(DP)
+        nw = _warps(L, DP)
+        _, _, bwd_prep, bwd_states, bwd_chunk = _kernels(interpret)
+        dh = q.new_zeros(q.shape) if dh is None else dh.contiguous()
+        dCK = q.new_zeros(BH, DP, DP) if dCK is None else dCK.contiguous()
+        dnK = q.new_zeros(BH, DP) if dnK is None else dnK.contiguous()
+
+        inv, dden, dMt, dg = (torch.empty_like(a) for _ in range(4))
+        dCs = torch.empty_like(Cs)
+        dns = torch.empty_like(ns)
+        dq, dk, dv = (torch.empty_like(q) for _ in range(3))
+        da = torch.empty_like(a)
+        with _on_device(q):
+            bwd_prep[(BH, K)](
+                dh, h, g, Mt, den, inv, dden, dMt, dg, eps, K, L=L, DP=DP, num_warps=nw
+            )
+            bwd_states[(BH, DP // BV)](
+                q, dh, Mt, g, m, inv, dden, dCK, dnK, dCs, dns, K, L=L, DP=DP, BV=BV, num_warps=nw
+            )
+            bwd_chunk[(BH, K)](
+                q, k, v, dh, a, g, Mt, m, Cs, ns, dCs, dns, inv, dden, dq, dk, dv, da,
+                K, L=L, DP=DP, BV=BV, num_warps=nw,
+            )  # fmt: skip
+
+        # C_{j+1} and n_{j+1} are proportional to exp(G_j): dG_j = <dC_{j+1}, C_{j+1}> + (n).
+        dG = (dCs[:, 1:] * Cs[:, 1:]).sum((-2, -1)) + (dns[:, 1:] * ns[:, 1:]).sum(-1)
+        dg.view(BH, K, L)[:, :, -1] += dG
+        # Only m_0 and m_K matter (see the module docstring); m_0 = -inf (no state) gives
+        # dC_0 = 0 and so no contribution.
+        dm = torch.zeros_like(m)
+        dC0, dn0 = dCs[:, 0], dns[:, 0]
+        if ctx.needs_input_grad[6]:
+            dm[:, 0] = (dC0 * Cs[:, 0]).sum((-2, -1)) + (dn0 * ns[:, 0]).sum(-1)
+            dm[:, K] -= dG[:, K - 1]
+        return dq, dk, dv, da, dg, dMt, dm, dC0, dn0, None, None, None
+
+
+def mlstm_chunkwise_triton(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    igate: torch.Tensor,
+    fgate: torch.Tensor,
+    eps: float = 1e-6,
+    chunk_size: int = 64,
+    state: MLSTMState | None = None,
+    return_state: bool = False,
+):
+    """Chunkwise mLSTM with fused Triton kernels; same API and result as :func:`mlstm_chunkwise`.
+
+    Args:
+        q, k, v: (B, NH, S, DH), on a CUDA device (or any device with TRITON_INTERPRET=1).
+        igate, fgate: gate preactivations (B, NH, S).
+        eps: added to the normaliser.
+        chunk_size: tokens per chunk; the kernels use it rounded up to a power of two in
+            [16, 64] (see :func:`kernel_chunk`), which does not change the result.
+        state: optional carried state (C (B, NH, DH, DH), n (B, NH, DH), m (B, NH)), C and n
+            scaled by exp(-m).
+        return_state: also return the state after the last token.
+
+    Returns:
+        h (B, NH, S, DH) in the dtype of q, and the final state when ``return_state`` (float32,
+        or float64 for float64 inputs).
+
+    Raises:
+        RuntimeError: Triton is not installed, or the tensors are not on CUDA and Triton's
+            interpreter mode is off.
+        ValueError: inconsistent shapes or an empty sequence.
+    """
+    interpret = _check_runnable(q.device)
+    if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
+        raise ValueError(
+            f"q, k, v must share one (B, NH, S, DH) shape, got {q.shape, k.shape, v.shape}"
+        )
+    B, NH, S, DH = q.shape
+    if igate.shape != (B, NH, S) or fgate.shape != (B, NH, S):
+        raise ValueError(f"gates must be (B, NH, S) = {(B, NH, S)}, got {igate.shape, fgate.shape}")
+    if S == 0:
+        raise ValueError("mlstm_chunkwise_triton needs at least one token (S = 0)")
+    cd = torch.float64 if q.dtype == torch.float64 else torch.float32
+    L = kernel_chunk(chunk_size, S, DH)
+    K = -(-S // L)
+    pad = K * L - S
+    DP = padded_head_dim(DH)
+    BH = B * NH
+
+    # Stabilisers: the same operations as mlstm_chunkwise, in plain (differentiable) PyTorch.
+    log_f = F.logsigmoid(fgate.to(cd))
+    igate = igate.to(cd)
+    if pad:
+        # Padded steps neither decay (log f = 0) nor write (i = -huge).
+        log_f = F.pad(log_f, (0, pad))
+        igate = F.pad(igate, (0, pad), value=torch.finfo(cd).min / 4)
+    g = torch.cumsum(log_f.view(B, NH, K, L), dim=-1)  # chunk-local cumulative log f
+    a = igate.view(B, NH, K, L) - g
+    G = g[..., -1]
+    mu = a.amax(dim=-1)
+    if state is None:
+        C0 = q.new_zeros(B, NH, DH, DH, dtype=cd)
+        n0 = q.new_zeros(B, NH, DH, dtype=cd)
+        m = q.new_full((B, NH), float("-inf"), dtype=cd)
+    else:
+        C0, n0, m = (x.to(cd) for x in state)
+    ms = [m]
+    for j in range(K):
+        m = G[..., j] + torch.maximum(m, mu[..., j])
+        ms.append(m)
+    m_all = torch.stack(ms, dim=-1)  # (B, NH, K + 1)
+    Mt = torch.maximum(m_all[..., :K, None], torch.cummax(a, dim=-1).values)  # (B, NH, K, L)
+
+    # Kernel layout: (BH, Sp, DP), zero-padded tokens and head width, k scaled by 1/sqrt(DH).
+    def lay(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        x = x.to(cd) if scale == 1.0 else x.to(cd) * scale
+        return F.pad(x, (0, DP - DH, 0, pad)).reshape(BH, K * L, DP).contiguous()
+
+    qk = lay(q), lay(k, 1.0 / math.sqrt(DH)), lay(v)
+    C0 = F.pad(C0, (0, DP - DH, 0, DP - DH)).reshape(BH, DP, DP).contiguous()
+    n0 = F.pad(n0, (0, DP - DH)).reshape(BH, DP).contiguous()
+    flat = [x.reshape(BH, K * L).contiguous() for x in (a, g, Mt)]
+    h, CK, nK = _ChunkwiseFn.apply(
+        *qk, *flat, m_all.reshape(BH, K + 1).contiguous(), C0, n0, float(eps), L, interpret
+    )
+    h = h.view(B, NH, K * L, DP)[:, :, :S, :DH].to(q.dtype)
+    if return_state:
+        CK = CK.view(B, NH, DP, DP)[..., :DH, :DH]
+        nK = nK.view(B, NH, DP)[..., :DH]
+        return h, (CK, nK, m_all[..., K])
+    return h

@@ -1,0 +1,260 @@
+"""The fused Triton chunkwise mLSTM against the pure-PyTorch chunkwise form: values, gradients
+(including the carried and returned state) and the error messages.
+
+Without CUDA the kernels run in Triton's CPU interpreter (TRITON_INTERPRET=1, set here before the
+kernels are first defined), which is slow: shapes are kept small.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from axlstm.layers import mlstm_triton
+from axlstm.layers.mlstm import mlstm_chunkwise
+from axlstm.layers.mlstm_triton import kernel_chunk, mlstm_chunkwise_triton
+from tolerances import EPS32, assert_close_rel
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+needs_kernels = pytest.mark.skipif(
+    not mlstm_triton.available(), reason="Triton kernels need CUDA or TRITON_INTERPRET=1"
+)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+# float64: both sides are float64 evaluations of the same sums in another order and chunking, so
+# they differ by eps64 (2.2e-16) times the conditioning; the worst factor is the normaliser den_t,
+# a sum of terms of either sign that may nearly cancel (h and its gradients carry the rounding
+# times |terms| / |den|). 1e-10 of each tensor's scale leaves 4-5 orders of magnitude for that
+# factor (measured <= 5e-15 here) and is still 1e10 below the O(1) error of a wrong formula.
+REL64 = 1e-10
+
+
+def random_inputs(B=1, NH=2, S=17, DH=16, gate_scale=1.0, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(B, NH, S, DH, generator=g, dtype=dtype) for _ in range(3))
+    igate = gate_scale * torch.randn(B, NH, S, generator=g, dtype=dtype)
+    fgate = gate_scale * torch.randn(B, NH, S, generator=g, dtype=dtype) + 2.0
+    return [x.to(DEVICE) for x in (q, k, v, igate, fgate)]
+
+
+def random_state(B, NH, DH, dtype=torch.float64, seed=1):
+    """A carried state (C, n, m) as an earlier segment would leave it (any values will do)."""
+    g = torch.Generator().manual_seed(seed)
+    C = torch.randn(B, NH, DH, DH, generator=g, dtype=dtype)
+    n = torch.randn(B, NH, DH, generator=g, dtype=dtype)
+    m = 2.0 * torch.randn(B, NH, generator=g, dtype=dtype)
+    return [x.to(DEVICE) for x in (C, n, m)]
+
+
+def run_with_grads(fn, inputs, state, outputs="all", dtype=None, **kw):
+    """Outputs and the gradients of a random linear loss on the chosen outputs w.r.t. every
+    input (q, k, v, igate, fgate, then C, n, m of the incoming state)."""
+    cast = (lambda x: x.to(dtype)) if dtype is not None else (lambda x: x)
+    args = [cast(x).detach().requires_grad_() for x in inputs]
+    st = [cast(x).detach().requires_grad_() for x in state] if state is not None else None
+    h, (C, n, m) = fn(*args, state=st, return_state=True, **kw)
+    gen = torch.Generator().manual_seed(5)
+
+    def weigh(t):  # the same weights in every dtype: bf16 values, exact in all of them
+        w = torch.randn(t.shape, generator=gen, dtype=torch.float64).to(torch.bfloat16)
+        return (t * w.to(device=t.device, dtype=t.dtype)).sum()
+
+    loss = 0.0
+    if outputs in ("all", "h"):
+        loss = loss + weigh(h)
+    if outputs in ("all", "state"):
+        loss = loss + weigh(C) + weigh(n) + weigh(m)
+    leaves = args + (st or [])
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    return [h, C, n, m], [
+        torch.zeros_like(x) if g is None else g for x, g in zip(leaves, grads, strict=True)
+    ]
+
+
+GRAD_NAMES = ["dq", "dk", "dv", "di", "df", "dC0", "dn0", "dm0"]
+
+
+# ---------------------------------------------------------------------------- values
+@needs_kernels
+@pytest.mark.parametrize("gate_scale", [0.1, 1.0, 5.0, 20.0])
+@pytest.mark.parametrize("S,DH", [(1, 16), (17, 24), (64, 16), (100, 24)])
+def test_values_equal_reference_float64(S, DH, gate_scale):
+    args = random_inputs(S=S, DH=DH, gate_scale=gate_scale)
+    ref, ref_state = mlstm_chunkwise(*args, chunk_size=16, return_state=True)
+    out, state = mlstm_chunkwise_triton(*args, chunk_size=16, return_state=True)
+    assert out.dtype == torch.float64 and out.shape == ref.shape
+    assert_close_rel(out, ref, REL64, floor=REL64, what="h")
+    for name, a, b in zip("Cnm", state, ref_state, strict=True):
+        assert_close_rel(a, b, REL64, floor=REL64, what=name)
+
+
+@needs_kernels
+@pytest.mark.parametrize("chunk", [7, 300])
+def test_any_chunk_size_gives_the_reference(chunk):
+    """Chunk sizes the kernels cannot use directly are rounded; the result does not change."""
+    args = random_inputs(S=45, gate_scale=2.0)
+    ref = mlstm_chunkwise(*args, chunk_size=chunk)
+    assert_close_rel(mlstm_chunkwise_triton(*args, chunk_size=chunk), ref, REL64, floor=REL64)
+
+
+def test_kernel_chunk_choice():
+    assert kernel_chunk(7, 100, 16) == 16  # rounded up to a power of two, at least 16
+    assert kernel_chunk(300, 1000, 16) == 64  # at most 64
+    assert kernel_chunk(64, 20, 16) == 32  # no longer than the sequence needs
+    assert kernel_chunk(64, 251, 96) == 32  # DH 96 -> 128: (L, DH) tiles of at most 4096
+    assert mlstm_triton.padded_head_dim(96) == 128
+    assert mlstm_triton.padded_head_dim(8) == 16
+
+
+# ---------------------------------------------------------------------------- gradients
+@needs_kernels
+@pytest.mark.parametrize(
+    "S,DH,gate_scale,with_state,eps,outputs",
+    [
+        (1, 16, 1.0, False, 1e-6, "all"),
+        (17, 24, 1.0, True, 1e-6, "all"),
+        (64, 16, 20.0, True, 1e-6, "all"),
+        (100, 16, 5.0, False, 1e-6, "h"),  # no gradient arrives at the returned state
+        (33, 16, 2.0, True, 1e-6, "state"),  # only the returned state is used
+        (40, 16, 3.0, True, 0.5, "all"),  # a large eps: the stabiliser's own gradient matters
+        (20, 96, 2.0, True, 0.3, "all"),  # DH 96 (padded to 128): two value tiles per chunk
+    ],
+)  # fmt: skip
+def test_gradients_equal_reference_float64(S, DH, gate_scale, with_state, eps, outputs):
+    inputs = random_inputs(S=S, DH=DH, gate_scale=gate_scale)
+    state = random_state(1, 2, DH) if with_state else None
+    kw = dict(eps=eps, chunk_size=16, outputs=outputs)
+    ref_out, ref_grads = run_with_grads(mlstm_chunkwise, inputs, state, **kw)
+    out, grads = run_with_grads(mlstm_chunkwise_triton, inputs, state, **kw)
+    for name, a, b in zip(["h", "C", "n", "m"], out, ref_out, strict=True):
+        assert_close_rel(a, b, REL64, floor=REL64, what=name)
+    # A gradient that is mathematically zero (df at S = 1: h_0 depends on f_0 only through
+    # i_0 - log f_0 + log f_0) is rounding of a cancellation among terms of the size of the other
+    # gradients, so the absolute floor is REL64 of the largest gradient.
+    scale = max(g.abs().max().item() for g in ref_grads)
+    for name, a, b in zip(GRAD_NAMES, grads, ref_grads, strict=False):
+        assert_close_rel(a, b, REL64, floor=REL64 * scale, what=name)
+
+
+@needs_kernels
+def test_float32_as_accurate_as_the_reference():
+    """fp32 kernels against the float64 reference, values and all gradients, within the bound
+    the test of the PyTorch forms uses (tests/test_mlstm.py, issue #6): the forms exponentiate
+    differences of cumulative log-forget sums F, whose fp32 rounding (~eps |F|) becomes that
+    relative error of each decay weight, so 8 eps (1 + max|F|) of each tensor's scale."""
+    inputs = random_inputs(B=2, S=100, DH=24, gate_scale=1.0)
+    state = random_state(2, 2, 24)
+    ref_out, ref_grads = run_with_grads(mlstm_chunkwise, inputs, state, chunk_size=16)
+    out, grads = run_with_grads(
+        mlstm_chunkwise_triton, inputs, state, dtype=torch.float32, chunk_size=16
+    )
+    max_F = torch.nn.functional.logsigmoid(inputs[4]).cumsum(-1).abs().max().item()
+    rel = 8 * EPS32 * (1 + max_F)
+    assert out[0].dtype == torch.float32
+    for name, a, b in zip(["h", "C", "n", "m"], out, ref_out, strict=True):
+        assert_close_rel(a, b, rel, what=name)
+    for name, a, b in zip(GRAD_NAMES, grads, ref_grads, strict=True):
+        assert a.dtype == torch.float32
+        assert_close_rel(a, b, rel, what=name)
+
+
+@needs_kernels
+def test_carried_state_equals_one_pass():
+    """Two segments with the state carried between them: the same outputs and gradients as one
+    pass over the whole sequence (gradients flow back through the carried state)."""
+    inputs = random_inputs(S=50, gate_scale=2.0)
+    cut = lambda x, sl: x[..., sl, :] if x.dim() == 4 else x[..., sl]  # noqa: E731
+    whole = [x.detach().requires_grad_() for x in inputs]
+    ref = mlstm_chunkwise(*whole, chunk_size=16)
+    weight = torch.randn(ref.shape, generator=torch.Generator().manual_seed(3), dtype=ref.dtype)
+    ref_grads = torch.autograd.grad((ref * weight.to(DEVICE)).sum(), whole)
+
+    parts = [x.detach().requires_grad_() for x in inputs]
+    h1, state = mlstm_chunkwise_triton(*[cut(x, slice(0, 21)) for x in parts], return_state=True)
+    h2 = mlstm_chunkwise_triton(*[cut(x, slice(21, 50)) for x in parts], state=state)
+    h = torch.cat([h1, h2], dim=2)
+    grads = torch.autograd.grad((h * weight.to(DEVICE)).sum(), parts)
+    assert_close_rel(h, ref, REL64, what="h")
+    for name, a, b in zip(GRAD_NAMES, grads, ref_grads, strict=False):
+        assert_close_rel(a, b, REL64, what=name)
+
+
+# ---------------------------------------------------------------------------- CUDA only
+@needs_cuda
+def test_bfloat16_on_cuda():
+    """bf16 inputs: fp32 inside, h (and the input gradients) rounded to bf16 at the end. The
+    reference runs in fp32 on the same (exactly representable) bf16 values, so the difference is
+    that final rounding, half a bf16 ulp (2^-8 relative) of each element, plus the fp32 bound of
+    the float32 test (8 eps (1 + max|F|) of the scale)."""
+    inputs = [x.to(torch.bfloat16) for x in random_inputs(B=2, NH=4, S=130, DH=64)]
+    ref_out, ref_grads = run_with_grads(
+        mlstm_chunkwise, inputs, None, dtype=torch.float32, chunk_size=64
+    )
+    out, grads = run_with_grads(mlstm_chunkwise_triton, inputs, None, chunk_size=64)
+    max_F = torch.nn.functional.logsigmoid(inputs[4].float()).cumsum(-1).abs().max().item()
+    rel = 2.0**-8 + 8 * EPS32 * (1 + max_F)
+    assert out[0].dtype == torch.bfloat16
+    assert_close_rel(out[0], ref_out[0], rel, what="h")
+    for name, a, b in zip(GRAD_NAMES, grads, ref_grads, strict=False):
+        assert a.dtype == torch.bfloat16
+        assert_close_rel(a, b, rel, what=name)
+
+
+@needs_cuda
+def test_realistic_shape_on_cuda():
+    """ViL-tiny-like shape (DH 96, padded to 128) with a carried state, fp32 against the float64
+    reference with the bound of the float32 test."""
+    B, NH, S, DH = 8, 4, 251, 96
+    inputs = random_inputs(B=B, NH=NH, S=S, DH=DH)
+    state = random_state(B, NH, DH)
+    ref_out, ref_grads = run_with_grads(mlstm_chunkwise, inputs, state, chunk_size=64)
+    out, grads = run_with_grads(
+        mlstm_chunkwise_triton, inputs, state, dtype=torch.float32, chunk_size=64
+    )
+    max_F = torch.nn.functional.logsigmoid(inputs[4]).cumsum(-1).abs().max().item()
+    rel = 8 * EPS32 * (1 + max_F)
+    for name, a, b in zip(["h", "C", "n", "m"], out, ref_out, strict=True):
+        assert_close_rel(a, b, rel, what=name)
+    for name, a, b in zip(GRAD_NAMES, grads, ref_grads, strict=True):
+        assert_close_rel(a, b, rel, what=name)
+
+
+# ---------------------------------------------------------------------------- availability
+def test_clear_error_without_triton(monkeypatch):
+    monkeypatch.setitem(sys.modules, "triton", None)  # makes `import triton` fail
+    assert not mlstm_triton.available()
+    with pytest.raises(RuntimeError, match=r"axlstm\[triton\]"):
+        mlstm_chunkwise_triton(*random_inputs(S=3))
+
+
+def test_clear_error_on_cpu_without_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    args = [x.cpu() for x in random_inputs(S=3)]
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        mlstm_chunkwise_triton(*args)
+
+
+def test_module_imports_without_triton():
+    code = (
+        "import sys; sys.modules['triton'] = None\n"
+        "import axlstm.layers.mlstm_triton as m\n"
+        "assert not m.available()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@needs_kernels
+def test_shape_errors():
+    q, k, v, i, f = random_inputs(S=5)
+    with pytest.raises(ValueError, match="share one"):
+        mlstm_chunkwise_triton(q, k[..., :3, :], v, i, f)
+    with pytest.raises(ValueError, match="gates"):
+        mlstm_chunkwise_triton(q, k, v, i[..., :3], f)
