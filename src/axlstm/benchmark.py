@@ -42,6 +42,38 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 FRAMES_PER_SECOND = 100  # 10 ms hop of the log-mel front end
 
 
+# Dense peak throughput (TFLOP/s) by GPU name and math mode, from the vendors' data sheets
+# (SXM parts); "fp32" is the non-tensor-core rate, used when TF32 is off (torch's default).
+PEAK_TFLOPS = {
+    "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},
+    "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},
+    "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
+}
+
+
+def peak_tflops(gpu_name: str | None, precision: str) -> float | None:
+    """The GPU's dense peak for this precision (fp32 means TF32 when torch allows it), or None
+    for a GPU not in :data:`PEAK_TFLOPS` (pass ``--peak-tflops`` then)."""
+    if not gpu_name:
+        return None
+    for name, peaks in PEAK_TFLOPS.items():
+        if name in gpu_name:
+            if precision == "fp32" and torch.backends.cuda.matmul.allow_tf32:
+                return peaks["tf32"]
+            return peaks[precision]
+    return None
+
+
+def count_flops(fn) -> int:
+    """Floating-point operations of one call of ``fn`` as torch's FLOP counter counts them:
+    matmuls, convolutions and attention (2 per multiply-add), not elementwise work."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
 def _rss_peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
@@ -57,6 +89,8 @@ def measure(
     threads: int | None = None,
     seed: int = 0,
     precision: str = "fp32",
+    flops: bool = False,
+    peak: float | None = None,
 ) -> dict[str, Any]:
     """Time one configuration in this process.
 
@@ -73,6 +107,10 @@ def measure(
         seed: RNG seed for the weights' init and the input.
         precision: "fp32", or "bf16"/"fp16" autocast (CUDA only: on CPU bf16 matmuls are
             about 200x slower than fp32 on AVX2 machines, so they are refused).
+        flops: also count the pass's FLOPs (one extra untimed pass) and report the achieved
+            TFLOP/s and, where the GPU's peak is known (or ``peak`` TFLOP/s is given), the model
+            FLOP utilisation (MFU).
+        peak: the device's peak TFLOP/s for this precision, overriding :data:`PEAK_TFLOPS`.
     """
     check_settings([seconds], [mode], batch, reps, warmup, threads, precision, device)
     if threads:
@@ -115,7 +153,20 @@ def measure(
         sync()
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
-    peak = torch.cuda.max_memory_allocated(dev) if cuda else _rss_peak_bytes()
+    peak_mem = torch.cuda.max_memory_allocated(dev) if cuda else _rss_peak_bytes()
+    median = statistics.median(times)
+    gpu = torch.cuda.get_device_name(dev) if cuda else None
+    extra: dict[str, Any] = {}
+    if flops:
+        n = count_flops(step)
+        achieved = n / median / 1e12
+        top = peak if peak is not None else peak_tflops(gpu, precision)
+        extra = {
+            "flops": n,
+            "tflops_per_s": achieved,
+            "peak_tflops": top,
+            "mfu": achieved / top if top else None,
+        }
     return {
         "model": model,
         "seconds": float(seconds),
@@ -123,10 +174,11 @@ def measure(
         "batch": batch,
         "device": str(dev),
         "precision": precision,
-        "time_s": statistics.median(times),
+        "time_s": median,
+        "clips_per_s": batch / median,
         "times_s": times,
         "cpu_time_s": statistics.median(cpu_times),
-        "peak_mem_bytes": int(peak),
+        "peak_mem_bytes": int(peak_mem),
         "baseline_mem_bytes": int(baseline),
         "mem_kind": "cuda_max_allocated" if cuda else "process_peak_rss",
         "frames": frames,
@@ -135,10 +187,11 @@ def measure(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
-        "gpu": torch.cuda.get_device_name(dev) if cuda else None,
+        "gpu": gpu,
         "mlstm_backend": net.config.to_dict().get("mlstm_backend"),
         "reps": reps,
         "warmup": warmup,
+        **extra,
     }
 
 
@@ -200,6 +253,8 @@ def run(
     precision: str = "fp32",
     isolate: bool | None = None,
     on_result=None,
+    flops: bool = False,
+    peak: float | None = None,
 ) -> list[dict[str, Any]]:
     """Every (model, seconds, mode) combination; ``on_result(result)`` is called after each.
 
@@ -220,6 +275,7 @@ def run(
                 kwargs = dict(
                     model=str(model), seconds=float(sec), mode=mode, batch=batch, device=device,
                     reps=reps, warmup=warmup, threads=threads, precision=precision,
+                    flops=flops, peak=peak,
                 )  # fmt: skip
                 logger.info("benchmark %s", kwargs)
                 result = measure_isolated(**kwargs) if isolate else measure(**kwargs)
@@ -229,19 +285,166 @@ def run(
     return results
 
 
+FORM_LENGTHS = (64, 128, 192, 256, 384, 512, 1024, 2048)
+PARALLEL_MAX_LENGTH = 2048  # (S, S) per head: beyond this the quadratic form only wastes memory
+
+
+def measure_forms(
+    model: str = "axlstm_tiny",
+    lengths: Sequence[int] = FORM_LENGTHS,
+    batch: int = 8,
+    device: str = "cpu",
+    precision: str = "fp32",
+    grads: Sequence[bool] = (False, True),
+    reps: int = 3,
+    warmup: int = 1,
+    threads: int | None = None,
+    forms: Sequence[str] | None = None,
+    seed: int = 0,
+    on_result=None,
+) -> list[dict[str, Any]]:
+    """Time each exact mLSTM form at each sequence length, the table "auto" chooses from.
+
+    The inputs have the shape the model's ViL layers give the mLSTM (batch x heads sequences
+    of the head width) and gate preactivations of the scale its init gives (forget-gate
+    biases 3-6, input gates near 0). ``grads`` False times a forward pass under
+    ``torch.inference_mode``; True a forward and backward pass.
+
+    Returns:
+        one result per (grad, length, form): device, dtype, grad, tokens, form, time_s
+        (``None`` where the form failed, e.g. out of memory, with the error), for
+        :func:`axlstm.layers.mlstm_forms.derive_rows`.
+    """
+    from axlstm.layers import mlstm as forms_mod
+
+    check_settings([1.0], ["inference"], batch, reps, warmup, threads, precision, device)
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    cfg = resolve_model(model).config
+    if cfg.family != "axlstm":
+        raise UsageError(f"--forms times the mLSTM of an AxLSTM model; {model} is {cfg.family}")
+    NH = cfg.mlstm_heads
+    DH = cfg.expansion * cfg.embed_dim // NH
+    dtype = PRECISIONS[precision] or torch.float32
+    if forms is None:
+        forms = forms_mod.available_forms(torch.empty(0, device=dev))
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    gen = torch.Generator().manual_seed(seed)
+    results = []
+    for grad in grads:
+        for S in lengths:
+            q, k, v = (torch.randn(batch, NH, S, DH, generator=gen) for _ in range(3))
+            ig = 0.1 * torch.randn(batch, NH, S, generator=gen)
+            fg = torch.linspace(3.0, 6.0, NH)[None, :, None] + 0.5 * torch.randn(
+                batch, NH, S, generator=gen
+            )
+            inputs = [x.to(dev, dtype).requires_grad_(grad) for x in (q, k, v, ig, fg)]
+            for form in forms:
+                entry = {
+                    "model": model, "device": str(dev), "dtype": str(dtype).removeprefix("torch."),
+                    "grad": grad, "tokens": S, "form": form, "batch": batch, "heads": NH,
+                    "head_dim": DH, "chunk_size": cfg.mlstm_chunk_size, "time_s": None,
+                    "threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "gpu": torch.cuda.get_device_name(dev) if cuda else None,
+                }  # fmt: skip
+                if form == "parallel" and S > PARALLEL_MAX_LENGTH:
+                    entry["error"] = f"not run above {PARALLEL_MAX_LENGTH} tokens"
+                    results.append(entry)
+                    continue
+
+                def once(inputs=inputs, form=form, grad=grad) -> None:
+                    with torch.inference_mode(not grad):
+                        h = forms_mod.mlstm(*inputs, backend=form, chunk_size=cfg.mlstm_chunk_size)
+                        if grad:
+                            h.float().square().mean().backward()
+
+                try:
+                    for _ in range(warmup):
+                        once()
+                    sync()
+                    times = []
+                    for _ in range(reps):
+                        t0 = time.perf_counter()
+                        once()
+                        sync()
+                        times.append(time.perf_counter() - t0)
+                    entry["time_s"] = statistics.median(times)
+                    entry["times_s"] = times
+                except (RuntimeError, MemoryError) as e:  # out of memory, a missing kernel
+                    entry["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                    if cuda:
+                        torch.cuda.empty_cache()
+                for x in inputs:
+                    x.grad = None
+                results.append(entry)
+                if on_result is not None:
+                    on_result(entry)
+    return results
+
+
+def forms_markdown(results: Sequence[dict[str, Any]]) -> str:
+    """Milliseconds per form at each length, the winner marked, one table per pass kind."""
+    from axlstm.layers.mlstm_forms import derive_rows
+
+    out = []
+    for row in derive_rows(results):
+        forms = list(row["times"])
+        kind = "forward + backward" if row["grad"] else "forward"
+        out.append(f"{row['device']}, {row['dtype']}, {kind}:\n")
+        out.append("| tokens | " + " | ".join(f"{f} (ms)" for f in forms) + " | fastest |")
+        out.append("|---|" + "---|" * (len(forms) + 1))
+        for i, n in enumerate(row["lengths"]):
+            ts = {f: row["times"][f][i] for f in forms}
+            cells = ["-" if t is None else f"{1e3 * t:.2f}" for t in ts.values()]
+            done = {f: t for f, t in ts.items() if t is not None}
+            best = min(done, key=done.get) if done else "-"
+            out.append(f"| {n} | " + " | ".join(cells) + f" | {best} |")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def write_form_table(results: Sequence[dict[str, Any]], path) -> None:
+    """Write (or update: rows with the same key are replaced) a form table JSON for
+    ``AXLSTM_MLSTM_FORMS`` / :func:`axlstm.layers.mlstm_forms.set_form_table`."""
+    from axlstm.layers.mlstm_forms import TABLE_FORMAT, derive_rows, read_table
+
+    path = Path(path)
+    rows = read_table(path) if path.exists() else {}
+    measured = {
+        "by": "axlstm benchmark --forms",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": platform.processor() or platform.machine(),
+    }
+    for row in derive_rows(results):
+        r0 = next(r for r in results if str(r["device"]).split(":")[0] == row["device"])
+        row["measured"] = {
+            **measured, "gpu": r0.get("gpu"), "torch": r0.get("torch"),
+            "threads": r0.get("threads"), "shape": [r0["batch"], r0["heads"], r0["head_dim"]],
+            "chunk_size": r0.get("chunk_size"),
+        }  # fmt: skip
+        rows[(row["device"], row["dtype"], row["grad"])] = row
+    path.write_text(json.dumps({"format": TABLE_FORMAT, "rows": list(rows.values())}, indent=1))
+
+
 def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     """One row per result; "added" memory is the peak minus the process's memory before the
     first pass (on CPU that removes the ~0.2-0.3 GiB of the Python process and torch itself)."""
     head = (
-        "| model | mode | seconds | batch | device | time (s, median) | peak memory (GiB) "
-        "| added memory (GiB) |"
+        "| model | mode | seconds | batch | device | precision | time (s, median) | clips/s "
+        "| peak memory (GiB) | added memory (GiB) | TFLOP/s | MFU |"
     )
-    rows = [head, "|---|---|---|---|---|---|---|---|"]
+    rows = [head, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         added = (r["peak_mem_bytes"] - r["baseline_mem_bytes"]) / 2**30
+        tflops = f"{r['tflops_per_s']:.3g}" if r.get("tflops_per_s") is not None else "-"
+        mfu = f"{100 * r['mfu']:.1f} %" if r.get("mfu") is not None else "-"
+        clips = r.get("clips_per_s", r["batch"] / r["time_s"])
         rows.append(
             f"| {r['model']} | {r['mode']} | {r['seconds']:g} | {r['batch']} | {r['device']} "
-            f"| {r['time_s']:.3f} | {r['peak_mem_bytes'] / 2**30:.2f} | {added:.2f} |"
+            f"| {r.get('precision', 'fp32')} | {r['time_s']:.3f} | {clips:.1f} "
+            f"| {r['peak_mem_bytes'] / 2**30:.2f} | {added:.2f} | {tflops} | {mfu} |"
         )
     return "\n".join(rows) + "\n"
 

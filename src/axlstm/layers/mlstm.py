@@ -13,6 +13,11 @@ Forms:
     chunkwise  linear in S: exact parallel work inside chunks of ``chunk_size`` tokens, a
                recurrence over chunk states between them.
     recurrent  one token at a time with a constant-size state (C, n, m); streaming.
+    triton     the chunkwise form as fused Triton kernels (:mod:`axlstm.layers.mlstm_triton`,
+               the optional ``triton`` extra; CUDA, or CPU under Triton's interpreter).
+
+"auto" runs the fastest form measured for the device, dtype, pass kind and length
+(:mod:`axlstm.layers.mlstm_forms`).
 
 All three use the same stabiliser, the row maximum m_t = max_{s<=t} log D[t, s] that the parallel
 form takes, so they agree to rounding for any ``eps``. It has the closed form
@@ -31,10 +36,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from axlstm.layers.mlstm_forms import choose_form
+
 MLSTMState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """Carried state (C (B, NH, DH, DH), n (B, NH, DH), m (B, NH)), C and n scaled by exp(-m)."""
 
-BACKENDS = ("auto", "parallel", "chunkwise", "recurrent")
+BACKENDS = ("auto", "parallel", "chunkwise", "recurrent", "triton")
 
 
 def initial_state(like: torch.Tensor, B: int, NH: int, DH: int) -> MLSTMState:
@@ -137,21 +144,45 @@ def mlstm_chunkwise(
 
     # Recurrence over chunks: the state entering each chunk (a short loop of small ops).
     C, n, m = state if state is not None else initial_state(q, B, NH, DH)
-    Cs, ns, ms = [], [], []
-    for j in range(K):
-        Cs.append(C)
-        ns.append(n)
-        ms.append(m)
-        if j == K - 1 and not return_state:
-            break  # the state after the last chunk is not needed
-        M = torch.maximum(m, mu[..., j])
-        old, new = torch.exp(m - M), torch.exp(mu[..., j] - M)
-        C = torch.addcmul(new[..., None, None] * C_loc[:, :, j], old[..., None, None], C)
-        n = torch.addcmul(new[..., None] * n_loc[:, :, j], old[..., None], n)
-        m = G[..., j] + M
-    C_in = torch.stack(Cs, dim=2)  # (B, NH, K, DH, DH)
-    n_in = torch.stack(ns, dim=2)  # (B, NH, K, DH)
-    m_in = torch.stack(ms, dim=2)  # (B, NH, K)
+    if torch.compiler.is_compiling():
+        # Under torch.compile the same states in closed form, without a loop over the K
+        # chunks: a loop's trip count would fix S in the graph (a recompile per chunk count).
+        # With P_j = sum_{r<j} G_r and r_i = mu_i - P_i, the state entering chunk j
+        # (j = 0..K, K: after the last) has m_j = P_j + E_j, E_j = max(m_0, max_{i<j} r_i),
+        # and C_j = sum_{i<j} exp(r_i - E_j) C_loc_i + exp(m_0 - E_j) C_0 (n alike): every
+        # weight is <= 1, as in the loop.
+        P = F.pad(torch.cumsum(G, dim=-1), (1, 0))  # (B, NH, K + 1)
+        r = mu - P[..., :-1]  # (B, NH, K)
+        E = torch.maximum(
+            m[..., None], F.pad(torch.cummax(r, dim=-1).values, (1, 0), value=-math.inf)
+        )
+        before = torch.ones(K + 1, K, dtype=torch.bool, device=q.device).tril(-1)  # i < j
+        W = torch.exp((r[..., None, :] - E[..., :, None]).clamp_max(0.0)).masked_fill(~before, 0.0)
+        C_all = (W @ C_loc.flatten(-2)).unflatten(-1, (DH, DH))  # (B, NH, K + 1, DH, DH)
+        n_all = W @ n_loc  # (B, NH, K + 1, DH)
+        if state is not None:  # the carried state decays into every chunk (0 when empty)
+            w0 = torch.exp(m[..., None] - E).nan_to_num(nan=0.0)  # (B, NH, K + 1)
+            C_all = C_all + w0[..., None, None] * C[:, :, None]
+            n_all = n_all + w0[..., None] * n[:, :, None]
+        m_all = P + E
+        C_in, n_in, m_in = C_all[:, :, :-1], n_all[:, :, :-1], m_all[..., :-1]
+        C, n, m = C_all[:, :, -1], n_all[:, :, -1], m_all[..., -1]
+    else:
+        Cs, ns, ms = [], [], []
+        for j in range(K):
+            Cs.append(C)
+            ns.append(n)
+            ms.append(m)
+            if j == K - 1 and not return_state:
+                break  # the state after the last chunk is not needed
+            M = torch.maximum(m, mu[..., j])
+            old, new = torch.exp(m - M), torch.exp(mu[..., j] - M)
+            C = torch.addcmul(new[..., None, None] * C_loc[:, :, j], old[..., None, None], C)
+            n = torch.addcmul(new[..., None] * n_loc[:, :, j], old[..., None], n)
+            m = G[..., j] + M
+        C_in = torch.stack(Cs, dim=2)  # (B, NH, K, DH, DH)
+        n_in = torch.stack(ns, dim=2)  # (B, NH, K, DH)
+        m_in = torch.stack(ms, dim=2)  # (B, NH, K)
 
     # Outputs: the stabiliser of token t is g_t + M_t with M_t = max(m_in, cummax(a)_t).
     M = torch.maximum(m_in[..., None], torch.cummax(a, dim=-1).values)  # (B, NH, K, L)
@@ -224,8 +255,26 @@ def mlstm_recurrent(
     return h
 
 
-# Above this many tokens the chunkwise form is used by "auto" (measured on CPU, see docs/speed.md).
-AUTO_PARALLEL_MAX_TOKENS = 128
+def available_forms(x: torch.Tensor) -> tuple[str, ...]:
+    """The forms "auto" may choose for tensors like ``x``: the Triton kernel joins the two
+    pure-PyTorch forms on CUDA when the ``triton`` extra is installed."""
+    if x.device.type == "cuda":
+        from axlstm.layers import mlstm_triton
+
+        if mlstm_triton.available():
+            return ("parallel", "chunkwise", "triton")
+    return ("parallel", "chunkwise")
+
+
+def auto_form(q: torch.Tensor, stateful: bool = False) -> str:
+    """The form "auto" runs for q (B, NH, S, DH) here (device, dtype, grad mode, length), from
+    the measured table of :mod:`axlstm.layers.mlstm_forms`. With carried state only the
+    chunk-state forms qualify (chunkwise, triton)."""
+    forms = available_forms(q)
+    if stateful:
+        forms = tuple(f for f in forms if f != "parallel")
+    grad = torch.is_grad_enabled() and q.requires_grad
+    return choose_form(q.device.type, q.dtype, q.shape[2], grad, forms)
 
 
 def mlstm(
@@ -238,13 +287,43 @@ def mlstm(
     chunk_size: int = 64,
     eps: float = 1e-6,
 ) -> torch.Tensor:
-    """mLSTM with a chosen form; "auto" picks the fastest for the sequence length."""
+    """mLSTM with a chosen form; "auto" picks the fastest measured for device, dtype and length."""
     if backend == "auto":
-        backend = "parallel" if q.shape[2] <= AUTO_PARALLEL_MAX_TOKENS else "chunkwise"
+        backend = auto_form(q)
     if backend == "parallel":
         return mlstm_parallel(q, k, v, igate, fgate, eps)
     if backend == "chunkwise":
         return mlstm_chunkwise(q, k, v, igate, fgate, eps, chunk_size)
+    if backend == "triton":
+        from axlstm.layers.mlstm_triton import mlstm_chunkwise_triton
+
+        return mlstm_chunkwise_triton(q, k, v, igate, fgate, eps, chunk_size)
     if backend == "recurrent":
         return mlstm_recurrent(q, k, v, igate, fgate, eps)
     raise ValueError(f"unknown mLSTM backend {backend!r}; choose one of {BACKENDS}")
+
+
+def mlstm_carried(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    igate: torch.Tensor,
+    fgate: torch.Tensor,
+    state: MLSTMState | None,
+    backend: str = "auto",
+    chunk_size: int = 64,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, MLSTMState]:
+    """A segment of a longer sequence: h and the state after it, from the state before it.
+
+    Runs a chunk-state form: the Triton kernel when ``backend`` is "triton" (or "auto" picks
+    it), else the pure-PyTorch chunkwise form; both carry the state exactly.
+    """
+    form = auto_form(q, stateful=True) if backend == "auto" else backend
+    if form == "triton":
+        from axlstm.layers.mlstm_triton import mlstm_chunkwise_triton
+
+        return mlstm_chunkwise_triton(
+            q, k, v, igate, fgate, eps, chunk_size, state=state, return_state=True
+        )
+    return mlstm_chunkwise(q, k, v, igate, fgate, eps, chunk_size, state=state, return_state=True)
