@@ -187,44 +187,133 @@ def test_carried_state_equals_one_pass():
         assert_close_rel(a, b, REL64, what=name)
 
 
-# ---------------------------------------------------------------------------- CUDA only
-@needs_cuda
-def test_bfloat16_on_cuda():
-    """bf16 inputs: fp32 inside, h (and the input gradients) rounded to bf16 at the end. The
-    reference runs in fp32 on the same (exactly representable) bf16 values, so the difference is
-    that final rounding, half a bf16 ulp (2^-8 relative) of each element, plus the fp32 bound of
-    the float32 test (8 eps (1 + max|F|) of the scale)."""
-    inputs = [x.to(torch.bfloat16) for x in random_inputs(B=2, NH=4, S=130, DH=64)]
-    ref_out, ref_grads = run_with_grads(
-        mlstm_chunkwise, inputs, None, dtype=torch.float32, chunk_size=64
-    )
-    out, grads = run_with_grads(mlstm_chunkwise_triton, inputs, None, chunk_size=64)
-    max_F = torch.nn.functional.logsigmoid(inputs[4].float()).cumsum(-1).abs().max().item()
-    rel = 2.0**-8 + 8 * EPS32 * (1 + max_F)
-    assert out[0].dtype == torch.bfloat16
-    assert_close_rel(out[0], ref_out[0], rel, what="h")
-    for name, a, b in zip(GRAD_NAMES, grads, ref_grads, strict=False):
-        assert a.dtype == torch.bfloat16
-        assert_close_rel(a, b, rel, what=name)
+# ---------------------------------------------------------------------------- tensor cores
+# 16-bit and TF32 products (see the module docstring of mlstm_triton). Tolerance, relative to each
+# tensor's scale, for unit roundoff u of the operands (bf16 2^-8, fp16 2^-11 but its unbounded
+# operands are bf16, TF32 2^-11): the scores q k̂ᵀ and so the normaliser den, a sum of either sign
+# that may nearly cancel, are float32-accurate in every mode (exact 16-bit operands, tf32x3), so
+# no cancellation amplifies the rounding. Every other product rounds both operands (<= u of each
+# term), and an output passes through at most two such products in series (dq: dP = dnum vᵀ, then
+# dS k̂; h: q Cᵀ after the write (c v)ᵀ k̂), so <= 4 rounded operands. For these random-sign
+# sums the rounding error relative to the result's scale is u times the reduction's condition
+# sum |a b| / max |sum a b| at the scale, O(1) here (both grow like sqrt(length)); taking <= 4
+# gives 16 u, plus u for the final rounding of 16-bit outputs: 17 u (6.6e-2 bf16, 8.3e-3 TF32).
+# Measured under the interpreter's emulation: <= 2.7 u (bf16) and <= 6.5 u (TF32 by truncation)
+# over seeds, DH 16/24/64, chunks 16/64, gate scales 0.1-5. A wrong formula errs by O(1).
+def rel_tensor_core(u: float) -> float:
+    return 17 * u
 
 
-@needs_cuda
-def test_realistic_shape_on_cuda():
-    """ViL-tiny-like shape (DH 96, padded to 128) with a carried state, fp32 against the float64
-    reference with the bound of the float32 test."""
-    B, NH, S, DH = 8, 4, 251, 96
-    inputs = random_inputs(B=B, NH=NH, S=S, DH=DH)
-    state = random_state(B, NH, DH)
-    ref_out, ref_grads = run_with_grads(mlstm_chunkwise, inputs, state, chunk_size=64)
-    out, grads = run_with_grads(
-        mlstm_chunkwise_triton, inputs, state, dtype=torch.float32, chunk_size=64
-    )
+BF16_U = 2.0**-8
+TF32_U = 2.0**-11
+
+
+@pytest.fixture
+def allow_tf32():
+    """Setter of torch.backends.cuda.matmul.allow_tf32, restored afterwards (monkeypatch cannot:
+    the flag is a computed attribute, which its undo would try to delete)."""
+    matmul = torch.backends.cuda.matmul
+    old = matmul.allow_tf32
+
+    def set_flag(value: bool) -> None:
+        matmul.allow_tf32 = value
+
+    yield set_flag
+    matmul.allow_tf32 = old
+
+
+def test_dot_precision_selection(allow_tf32):
+    """The product mode for every dtype, device, interpreter flag and allow_tf32 setting."""
+    select = mlstm_triton._dot_precision
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    for allow in (False, True):
+        allow_tf32(allow)
+        for device in (cuda, cpu, "cuda:0", "cpu"):
+            for interpret in (False, True):
+                on_gpu = torch.device(device).type == "cuda" and not interpret
+                tf32 = "tf32" if allow and on_gpu else "ieee"
+                suffix = "-rounded" if interpret else ""
+                expected = {
+                    torch.float64: "ieee",
+                    torch.float32: tf32,
+                    torch.bfloat16: "bf16" + suffix,
+                    torch.float16: "fp16" + suffix,
+                }
+                for dtype, mode in expected.items():
+                    got = select(dtype, device, interpret)
+                    assert got == mode, (dtype, device, interpret, allow, got)
+                    assert got in mlstm_triton.DOT_MODES
+    allow_tf32(True)
+    assert select(torch.float32, cuda) == "tf32"  # interpret defaults to False
+    assert select(torch.float32, cpu) == "ieee"
+
+
+def grads_vs_float64(dtype, B, NH, S, DH, gate_scale, with_state, chunk):
+    """(outputs, grads) of the kernels on ``dtype`` inputs and of the float64 reference on the
+    same (exactly representable) values, and max |F| for the float32 bound."""
+    inputs = [x.to(dtype).double() for x in random_inputs(B, NH, S, DH, gate_scale)]
+    state = [x.to(dtype).double() for x in random_state(B, NH, DH)] if with_state else None
+    ref = run_with_grads(mlstm_chunkwise, inputs, state, chunk_size=chunk)
+    got = run_with_grads(mlstm_chunkwise_triton, inputs, state, dtype=dtype, chunk_size=chunk)
     max_F = torch.nn.functional.logsigmoid(inputs[4]).cumsum(-1).abs().max().item()
-    rel = 8 * EPS32 * (1 + max_F)
+    return got, ref, max_F
+
+
+def assert_all_close(got, ref, rel, dtype):
+    (out, grads), (ref_out, ref_grads) = got, ref
+    assert out[0].dtype == dtype and out[1].dtype == torch.float32  # the state stays fp32
     for name, a, b in zip(["h", "C", "n", "m"], out, ref_out, strict=True):
         assert_close_rel(a, b, rel, what=name)
-    for name, a, b in zip(GRAD_NAMES, grads, ref_grads, strict=True):
+    for name, a, b in zip(GRAD_NAMES, grads, ref_grads, strict=False):  # no state: 5 grads
+        assert a.dtype == dtype
         assert_close_rel(a, b, rel, what=name)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(
+    "S,DH,gate_scale,with_state", [(100, 24, 1.0, True), (64, 16, 5.0, False), (40, 96, 2.0, True)]
+)
+def test_16bit_inputs_against_float64(dtype, S, DH, gate_scale, with_state):
+    """bf16/fp16 inputs with 16-bit products (emulated exactly under the interpreter: operands
+    rounded to nearest even, float32 accumulation) against the float64 reference."""
+    got, ref, _ = grads_vs_float64(dtype, 2, 2, S, DH, gate_scale, with_state, chunk=16)
+    assert_all_close(got, ref, rel_tensor_core(BF16_U), dtype)
+
+
+@needs_kernels
+def test_tf32_products_against_float64(monkeypatch, allow_tf32):
+    """float32 with TF32 products: on CUDA with allow_tf32, else the interpreter's emulation
+    (operands truncated to TF32's 10-bit mantissa, float32 accumulation)."""
+    if torch.cuda.is_available():
+        allow_tf32(True)
+        assert mlstm_triton._dot_precision(torch.float32, DEVICE) == "tf32"
+    else:
+        monkeypatch.setattr(mlstm_triton, "_dot_precision", lambda *a, **k: "tf32-rounded")
+    got, ref, max_F = grads_vs_float64(torch.float32, 2, 2, 100, 24, 5.0, True, chunk=16)
+    rel = rel_tensor_core(TF32_U) + 8 * EPS32 * (1 + max_F)  # + the float32 test's bound
+    assert_all_close(got, ref, rel, torch.float32)
+
+
+# ---------------------------------------------------------------------------- CUDA only
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16bit_on_cuda(dtype):
+    """bf16/fp16 tensor-core products at a training-like shape (chunk 64, DH 64)."""
+    got, ref, _ = grads_vs_float64(dtype, 2, 4, 130, 64, 1.0, True, chunk=64)
+    assert_all_close(got, ref, rel_tensor_core(BF16_U), dtype)
+
+
+@needs_cuda
+@pytest.mark.parametrize("tf32", [False, True])
+def test_realistic_shape_on_cuda(tf32, allow_tf32):
+    """ViL-tiny-like shape (DH 96, padded to 128) with a carried state, fp32 against the float64
+    reference with the bound of the float32 test, plus the TF32 bound with TF32 products."""
+    allow_tf32(tf32)
+    assert mlstm_triton._dot_precision(torch.float32, DEVICE) == ("tf32" if tf32 else "ieee")
+    got, ref, max_F = grads_vs_float64(torch.float32, 8, 4, 251, 96, 1.0, True, chunk=64)
+    rel = 8 * EPS32 * (1 + max_F) + (rel_tensor_core(TF32_U) if tf32 else 0.0)
+    assert_all_close(got, ref, rel, torch.float32)
 
 
 # ---------------------------------------------------------------------------- availability

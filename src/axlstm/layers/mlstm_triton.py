@@ -37,9 +37,40 @@ autograd then carries these through the scans exactly as it does for the referen
 Shapes the kernels need: a power-of-two head width of at least 16 and a power-of-two chunk of at
 least 16. Other DH are zero-padded to the next power of two (exact: the padded components of q, k
 and v contribute nothing and the padded outputs are dropped); other chunk sizes are rounded up to
-a power of two (the result does not depend on the chunking). Computation is in float32 (float64
-for float64 inputs); bfloat16/float16 inputs are upcast and h is cast back to the input dtype,
-while the returned state stays float32 so that a carried state loses no precision.
+a power of two (the result does not depend on the chunking).
+
+Precision (:func:`_dot_precision` picks the matrix-product mode once per call):
+
+* float64 inputs: everything in float64 ("ieee" products).
+* float32 inputs: exponentials, stabilisers, normalisers, sums and the states in float32; the
+  matrix products are exact-fp32 ("ieee"), or TF32 tensor-core products ("tf32": operands rounded
+  to a 10-bit mantissa, unit roundoff 2^-11, fp32 accumulation) when the tensors are on CUDA and
+  ``torch.backends.cuda.matmul.allow_tf32`` is True at call time, like PyTorch's own matmuls.
+* bfloat16 inputs ("bf16"): the inputs are laid out in float32 and everything but the matrix
+  products stays float32 as above; every product takes both operands rounded to bf16 just
+  before the dot (unit roundoff 2^-8) and accumulates in float32 on the tensor cores. That
+  includes the derived operands: the weighted score matrix P = (q k̂ᵀ) * W and the state C in
+  q Cᵀ (forward), and the gradient operands dnum, dS, dC (backward). C (and dC) are carried
+  across chunks in float32 in memory and only rounded as a product operand, so the rounding
+  does not accumulate from chunk to chunk; rounding them at all is the usual trade-off of
+  tensor-core kernels (a float32 C would mean fp32 products for half of the work).
+* float16 inputs ("fp16"): float16 operands only where both are inputs times weights in [0, 1]
+  (q k̂ᵀ and the state write (c v)ᵀ k̂); products with an operand whose size the inputs do not
+  bound (P, C and the gradients: a loss-scaled gradient divided by a small normaliser easily
+  passes 65504) take bf16 operands, which have float32's exponent range.
+
+In every mode the scores q k̂ᵀ are float32-accurate: the normaliser den sums them with either
+sign and may nearly cancel, which would amplify their rounding (~100 u of the gradients' scale,
+measured). 16-bit q and k enter that product exactly (the kernels take k unscaled and multiply
+float32 results by 1/sqrt(DH)); in the TF32 mode it is a 3-pass "tf32x3" product (2 of the 13
+products per training step, at 3x cost). Other products are not amplified: ~u of the scale.
+
+h is cast back to the input dtype, while the returned state stays float32 so that a carried state
+loses no precision. Under Triton's interpreter (CPU) float32 products are always "ieee", and the
+16-bit modes run as "bf16-rounded"/"fp16-rounded": the operands are rounded to the 16-bit type
+(round to nearest even, as on the GPU) and multiplied in float32, the same arithmetic as the tensor
+cores up to the order of the float32 accumulation (the interpreter's own bf16 dot multiplies the
+raw bf16 bit patterns, and its float32 -> bf16 cast truncates).
 
 Triton is optional (the ``axlstm[triton]`` extra): it is imported on first use, and the kernels are
 defined then too, so ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by the tests) may be set
@@ -117,6 +148,25 @@ def _check_runnable(device: torch.device) -> bool:
     return interpret
 
 
+DOT_MODES = ("ieee", "tf32", "bf16", "fp16", "tf32-rounded", "bf16-rounded", "fp16-rounded")
+
+
+def _dot_precision(dtype: torch.dtype, device: torch.device | str, interpret: bool = False) -> str:
+    """The matrix-product mode of the kernels for inputs of ``dtype`` on ``device``.
+
+    One of :data:`DOT_MODES` (see the module docstring): "ieee" for float64, and for float32
+    unless the tensors are on CUDA, Triton is not interpreting and
+    ``torch.backends.cuda.matmul.allow_tf32`` is True (then "tf32"); "bf16"/"fp16" for 16-bit
+    inputs, "bf16-rounded"/"fp16-rounded" for them under the interpreter.
+    """
+    if dtype in (torch.bfloat16, torch.float16):
+        mode = "bf16" if dtype == torch.bfloat16 else "fp16"
+        return mode + "-rounded" if interpret else mode
+    if dtype == torch.float32 and torch.device(device).type == "cuda" and not interpret:
+        return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+    return "ieee"
+
+
 def _next_pow2(x: int) -> int:
     return 1 << max(0, (x - 1).bit_length())
 
@@ -141,13 +191,17 @@ def kernel_chunk(chunk_size: int, S: int, DH: int) -> int:
 triton = None
 tl = None
 _sum_combine = None
+_mm = None
+_round_bf16 = None
+_round_tf32 = None
+_mm_scores = None
 
 
 @functools.lru_cache(maxsize=2)
 def _kernels(interpret: bool):
     """Define (jit) the kernels; cached per mode, because ``triton.jit`` decides between
     compiled and interpreted kernels when it decorates them."""
-    global triton, tl, _sum_combine
+    global triton, tl, _sum_combine, _mm, _round_bf16, _round_tf32, _mm_scores
     import triton
     import triton.language as tl
 
@@ -166,9 +220,65 @@ def _kernels(interpret: bool):
         _sum_combine = _add
 
     @triton.jit
+    def _round_bf16(x):
+        """float32 x rounded to the nearest bf16 (ties to even), kept in float32. Finite x only."""
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True)
+
+    @triton.jit
+    def _round_tf32(x):
+        """float32 x with its mantissa cut to TF32's 10 bits (truncation: the tensor cores'
+        worst case), kept in float32. Finite x only."""
+        bits = x.to(tl.uint32, bitcast=True) & 0xFFFFE000
+        return bits.to(tl.float32, bitcast=True)
+
+    @triton.jit
+    def _mm(a, b, DOT: tl.constexpr, WIDE: tl.constexpr):
+        """a @ b accumulated in a's float type (float32 for the 16-bit modes), with the operand
+        precision of DOT (see the module docstring). WIDE marks a product with an operand the
+        inputs do not bound: bf16 rather than fp16 operands in the fp16 modes."""
+        if DOT == "tf32":
+            out = tl.dot(a, b, input_precision="tf32")
+        elif DOT == "bf16":
+            out = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16), out_dtype=tl.float32)
+        elif DOT == "fp16":
+            if WIDE:
+                out = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16), out_dtype=tl.float32)
+            else:
+                out = tl.dot(a.to(tl.float16), b.to(tl.float16), out_dtype=tl.float32)
+        elif DOT == "tf32-rounded":
+            out = tl.dot(_round_tf32(a), _round_tf32(b), input_precision="ieee")
+        elif DOT == "bf16-rounded":
+            out = tl.dot(_round_bf16(a), _round_bf16(b), input_precision="ieee")
+        elif DOT == "fp16-rounded":
+            if WIDE:
+                out = tl.dot(_round_bf16(a), _round_bf16(b), input_precision="ieee")
+            else:
+                a16 = a.to(tl.float16).to(tl.float32)
+                out = tl.dot(a16, b.to(tl.float16).to(tl.float32), input_precision="ieee")
+        else:
+            out = tl.dot(a, b, input_precision="ieee")
+        return out
+
+    @triton.jit
+    def _mm_scores(q, kT, DOT: tl.constexpr):
+        """The scores q kᵀ to float32 accuracy in every mode: the normaliser den sums them with
+        either sign and may nearly cancel, which would amplify operand rounding (measured up to
+        ~160 x 2^-11 of the gradients' scale with TF32 operands). 16-bit inputs are exact 16-bit
+        operands (k is unscaled); float32 ones take 3-pass TF32 (tf32x3) in the TF32 mode."""
+        if DOT == "tf32":
+            out = tl.dot(q, kT, input_precision="tf32x3")
+        elif DOT == "tf32-rounded":
+            out = tl.dot(q, kT, input_precision="ieee")
+        else:
+            out = _mm(q, kT, DOT, False)
+        return out
+
+    @triton.jit
     def _fwd_states(
-        k_ptr, v_ptr, a_ptr, g_ptr, m_ptr, c0_ptr, n0_ptr, cs_ptr, ns_ptr,
-        K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr,
+        k_ptr, ks_ptr, v_ptr, a_ptr, g_ptr, m_ptr, c0_ptr, n0_ptr, cs_ptr, ns_ptr,
+        K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr, DOT: tl.constexpr,
     ):  # fmt: skip
         """States entering every chunk, C_0..C_K, for one (batch*head, value tile)."""
         bh = tl.program_id(0).to(tl.int64)
@@ -182,6 +292,7 @@ def _kernels(interpret: bool):
         C = tl.load(c0_ptr + bh * DP * DP + tile)
         n = tl.load(n0_ptr + bh * DP + rd)
         m_prev = tl.load(m_ptr + bh * (K + 1))
+        ks = tl.load(ks_ptr)  # k̂ = ks k
         for j in range(K):
             st = bh * (K + 1) + j
             tl.store(cs_ptr + st * DP * DP + tile, C)
@@ -191,11 +302,11 @@ def _kernels(interpret: bool):
             G = tl.load(g_ptr + bh * Sp + j * L + L - 1)
             c = tl.exp(tl.load(a_ptr + tok) + G - m_next)  # weight of each token's write
             decay = tl.exp(m_prev + G - m_next)  # 0 for the empty state (m = -inf)
-            kk = tl.load(k_ptr + tok[:, None] * DP + rd[None, :])  # (L, DP)
+            kk = tl.load(k_ptr + tok[:, None] * DP + rd[None, :])  # (L, DP), unscaled k
             vv = tl.load(v_ptr + tok[:, None] * DP + rv[None, :])  # (L, BV)
-            write = tl.dot(tl.trans(vv * c[:, None]), kk, input_precision="ieee")
+            write = _mm(tl.trans(vv * c[:, None]), kk, DOT, False) * ks
             C = decay * C + write
-            n = decay * n + tl.reduce(kk * c[:, None], 0, _sum_combine)
+            n = decay * n + tl.reduce(kk * (c * ks)[:, None], 0, _sum_combine)
             m_prev = m_next
         st = bh * (K + 1) + K
         tl.store(cs_ptr + st * DP * DP + tile, C)
@@ -203,8 +314,8 @@ def _kernels(interpret: bool):
 
     @triton.jit
     def _fwd_out(
-        q_ptr, k_ptr, v_ptr, a_ptr, g_ptr, mt_ptr, m_ptr, cs_ptr, ns_ptr, h_ptr, den_ptr,
-        eps, K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr,
+        q_ptr, k_ptr, ks_ptr, v_ptr, a_ptr, g_ptr, mt_ptr, m_ptr, cs_ptr, ns_ptr, h_ptr, den_ptr,
+        eps, K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr, DOT: tl.constexpr,
     ):  # fmt: skip
         """h for one (batch*head, chunk); also stores den_t for the backward pass."""
         bh = tl.program_id(0).to(tl.int64)
@@ -222,7 +333,7 @@ def _kernels(interpret: bool):
         m_in = tl.load(m_ptr + st)
         causal = rl[:, None] >= rl[None, :]
         W = tl.where(causal, tl.exp(tl.minimum(a[None, :] - Mt[:, None], 0.0)), 0.0)
-        P = tl.dot(q, tl.trans(k), input_precision="ieee") * W  # (L, L)
+        P = _mm_scores(q, tl.trans(k), DOT) * (W * tl.load(ks_ptr))  # (L, L)
         w_in = tl.exp(m_in - Mt)  # (L,)
         n_in = tl.load(ns_ptr + st * DP + rd)
         den = tl.reduce(P, 1, _sum_combine) + w_in * tl.reduce(q * n_in[None, :], 1, _sum_combine)
@@ -233,8 +344,8 @@ def _kernels(interpret: bool):
             rv = vt * BV + tl.arange(0, BV)
             vv = tl.load(v_ptr + tok[:, None] * DP + rv[None, :])  # (L, BV)
             Ct = tl.load(cs_ptr + st * DP * DP + rv[:, None] * DP + rd[None, :])  # (BV, DP)
-            num = tl.dot(P, vv, input_precision="ieee")
-            num += w_in[:, None] * tl.dot(q, tl.trans(Ct), input_precision="ieee")
+            num = _mm(P, vv, DOT, True)
+            num += w_in[:, None] * _mm(q, tl.trans(Ct), DOT, True)
             tl.store(h_ptr + tok[:, None] * DP + rv[None, :], num * scale[:, None])
 
     @triton.jit
@@ -266,7 +377,7 @@ def _kernels(interpret: bool):
     @triton.jit
     def _bwd_states(
         q_ptr, dh_ptr, mt_ptr, g_ptr, m_ptr, inv_ptr, dden_ptr, dck_ptr, dnk_ptr, dcs_ptr, dns_ptr,
-        K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr,
+        K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr, DOT: tl.constexpr,
     ):  # fmt: skip
         """Adjoints dC_j, dn_j of the states entering each chunk (reverse recurrence)."""
         bh = tl.program_id(0).to(tl.int64)
@@ -294,7 +405,7 @@ def _kernels(interpret: bool):
             q = tl.load(q_ptr + tok[:, None] * DP + rd[None, :])  # (L, DP)
             dh = tl.load(dh_ptr + tok[:, None] * DP + rv[None, :])  # (L, BV)
             dnum = dh * (tl.load(inv_ptr + tok) * w_in)[:, None]
-            dC = decay * dC + tl.dot(tl.trans(dnum), q, input_precision="ieee")
+            dC = decay * dC + _mm(tl.trans(dnum), q, DOT, True)
             dn = decay * dn + tl.reduce(
                 q * (tl.load(dden_ptr + tok) * w_in)[:, None], 0, _sum_combine
             )
@@ -303,11 +414,11 @@ def _kernels(interpret: bool):
 
     @triton.jit
     def _bwd_chunk(
-        q_ptr, k_ptr, v_ptr, dh_ptr, a_ptr, g_ptr, mt_ptr, m_ptr, cs_ptr, ns_ptr, dcs_ptr,
+        q_ptr, k_ptr, ks_ptr, v_ptr, dh_ptr, a_ptr, g_ptr, mt_ptr, m_ptr, cs_ptr, ns_ptr, dcs_ptr,
         dns_ptr, inv_ptr, dden_ptr, dq_ptr, dk_ptr, dv_ptr, da_ptr,
-        K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr,
+        K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr, DOT: tl.constexpr,
     ):  # fmt: skip
-        """Gradients of q, k̂, v and a for one (batch*head, chunk)."""
+        """Gradients of q, k (unscaled: ks times that of k̂), v and a for one (batch*head, chunk)."""
         bh = tl.program_id(0).to(tl.int64)
         j = tl.program_id(1)
         rl = tl.arange(0, L)
@@ -326,7 +437,8 @@ def _kernels(interpret: bool):
         dden = tl.load(dden_ptr + tok)
         causal = rl[:, None] >= rl[None, :]
         W = tl.where(causal, tl.exp(tl.minimum(a[None, :] - Mt[:, None], 0.0)), 0.0)
-        P = tl.dot(q, tl.trans(k), input_precision="ieee") * W
+        ks = tl.load(ks_ptr)
+        P = _mm_scores(q, tl.trans(k), DOT) * (W * ks)
         w_in = tl.exp(m_in - Mt)
         c = tl.exp(a + G - m_next)  # weight of token s in C_{j+1}
         n_in = tl.load(ns_ptr + st * DP + rd)
@@ -341,24 +453,24 @@ def _kernels(interpret: bool):
             dnum = tl.load(dh_ptr + tok[:, None] * DP + rv[None, :]) * inv[:, None]
             Ct = tl.load(cs_ptr + st * DP * DP + rv[:, None] * DP + rd[None, :])  # (BV, DP)
             dCt = tl.load(dcs_ptr + (st + 1) * DP * DP + rv[:, None] * DP + rd[None, :])
-            dP += tl.dot(dnum, tl.trans(vv), input_precision="ieee")
-            dq_state += tl.dot(dnum, Ct, input_precision="ieee")
-            dk_state += tl.dot(vv, dCt, input_precision="ieee")
-            kdC = tl.dot(k, tl.trans(dCt), input_precision="ieee")  # (L, BV)
+            dP += _mm(dnum, tl.trans(vv), DOT, True)
+            dq_state += _mm(dnum, Ct, DOT, True)
+            dk_state += _mm(vv, dCt, DOT, True)
+            kdC = _mm(k, tl.trans(dCt), DOT, True) * ks  # (L, BV): k̂ dC
             da_state += tl.reduce(vv * kdC, 1, _sum_combine)
-            dv = tl.dot(tl.trans(P), dnum, input_precision="ieee") + c[:, None] * kdC
+            dv = _mm(tl.trans(P), dnum, DOT, True) + c[:, None] * kdC
             tl.store(dv_ptr + tok[:, None] * DP + rv[None, :], dv)
         dP = tl.where(causal, dP + dden[:, None], 0.0)  # d/dP[t, s] of num_t and den_t
         da = tl.reduce(dP * P, 0, _sum_combine) + c * (
-            da_state + tl.reduce(k * dn[None, :], 1, _sum_combine)
+            da_state + ks * tl.reduce(k * dn[None, :], 1, _sum_combine)
         )
         dS = dP * W  # d/d(q_t . k̂_s)
-        dq = tl.dot(dS, k, input_precision="ieee")
+        dq = _mm(dS, k, DOT, True) * ks
         dq += w_in[:, None] * (dq_state + dden[:, None] * n_in[None, :])
-        dk = tl.dot(tl.trans(dS), q, input_precision="ieee")
+        dk = _mm(tl.trans(dS), q, DOT, True)
         dk += c[:, None] * (dk_state + dn[None, :])
         tl.store(dq_ptr + tok[:, None] * DP + rd[None, :], dq)
-        tl.store(dk_ptr + tok[:, None] * DP + rd[None, :], dk)
+        tl.store(dk_ptr + tok[:, None] * DP + rd[None, :], dk * ks)  # d/dk = ks d/dk̂
         tl.store(da_ptr + tok, da)
 
     return _fwd_states, _fwd_out, _bwd_prep, _bwd_states, _bwd_chunk
@@ -379,14 +491,16 @@ def _warps(L: int, DP: int) -> int:
 
 
 class _ChunkwiseFn(torch.autograd.Function):
-    """h, C_K, n_K from (q, k̂, v, a, g, M, m, C_0, n_0) laid out for the kernels.
+    """h, C_K, n_K from (q, k, v, a, g, M, m, C_0, n_0, ks) laid out for the kernels.
 
-    Shapes (BH = batch * heads, Sp = K * L tokens, DP head width): q, k̂, v (BH, Sp, DP);
-    a, g, M (BH, Sp); m (BH, K + 1) the state stabilisers m_0..m_K; C_0 (BH, DP, DP); n_0 (BH, DP).
+    Shapes (BH = batch * heads, Sp = K * L tokens, DP head width): q, k, v (BH, Sp, DP);
+    a, g, M (BH, Sp); m (BH, K + 1) the state stabilisers m_0..m_K; C_0 (BH, DP, DP); n_0 (BH, DP);
+    ks (1,) the key scale 1/sqrt(DH) (k̂ = ks k; a tensor so that it is float64 for float64).
+    ``dot`` is the matrix-product mode (:func:`_dot_precision`), fixed for forward and backward.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, a, g, Mt, m, C0, n0, eps, L, interpret):
+    def forward(ctx, q, k, v, a, g, Mt, m, C0, n0, ks, eps, L, interpret, dot):
         BH, Sp, DP = q.shape
         K = Sp // L
         BV = _value_tile(DP)
@@ -398,19 +512,20 @@ class _ChunkwiseFn(torch.autograd.Function):
         den = torch.empty_like(a)
         with _on_device(q):
             fwd_states[(BH, DP // BV)](
-                k, v, a, g, m, C0, n0, Cs, ns, K, L=L, DP=DP, BV=BV, num_warps=nw
+                k, ks, v, a, g, m, C0, n0, Cs, ns, K, L=L, DP=DP, BV=BV, DOT=dot, num_warps=nw
             )
             fwd_out[(BH, K)](
-                q, k, v, a, g, Mt, m, Cs, ns, h, den, eps, K, L=L, DP=DP, BV=BV, num_warps=nw
-            )
-        ctx.save_for_backward(q, k, v, a, g, Mt, m, Cs, ns, h, den)
-        ctx.consts = (eps, L, interpret)
+                q, k, ks, v, a, g, Mt, m, Cs, ns, h, den, eps, K,
+                L=L, DP=DP, BV=BV, DOT=dot, num_warps=nw,
+            )  # fmt: skip
+        ctx.save_for_backward(q, k, v, a, g, Mt, m, Cs, ns, h, den, ks)
+        ctx.consts = (eps, L, interpret, dot)
         return h, Cs[:, K].clone(), ns[:, K].clone()
 
     @staticmethod
     def backward(ctx, dh, dCK, dnK):
-        q, k, v, a, g, Mt, m, Cs, ns, h, den = ctx.saved_tensors
-        eps, L, interpret = ctx.consts
+        q, k, v, a, g, Mt, m, Cs, ns, h, den, ks = ctx.saved_tensors
+        eps, L, interpret, dot = ctx.consts
         BH, Sp, DP = q.shape
         K = Sp // L
         BV = _value_tile(DP)
@@ -430,11 +545,27 @@ class _ChunkwiseFn(torch.autograd.Function):
                 dh, h, g, Mt, den, inv, dden, dMt, dg, eps, K, L=L, DP=DP, num_warps=nw
             )
             bwd_states[(BH, DP // BV)](
-                q, dh, Mt, g, m, inv, dden, dCK, dnK, dCs, dns, K, L=L, DP=DP, BV=BV, num_warps=nw
+                q,
+                dh,
+                Mt,
+                g,
+                m,
+                inv,
+                dden,
+                dCK,
+                dnK,
+                dCs,
+                dns,
+                K,
+                L=L,
+                DP=DP,
+                BV=BV,
+                DOT=dot,
+                num_warps=nw,
             )
             bwd_chunk[(BH, K)](
-                q, k, v, dh, a, g, Mt, m, Cs, ns, dCs, dns, inv, dden, dq, dk, dv, da,
-                K, L=L, DP=DP, BV=BV, num_warps=nw,
+                q, k, ks, v, dh, a, g, Mt, m, Cs, ns, dCs, dns, inv, dden, dq, dk, dv, da,
+                K, L=L, DP=DP, BV=BV, DOT=dot, num_warps=nw,
             )  # fmt: skip
 
         # C_{j+1} and n_{j+1} are proportional to exp(G_j): dG_j = <dC_{j+1}, C_{j+1}> + (n).
@@ -447,7 +578,7 @@ class _ChunkwiseFn(torch.autograd.Function):
         if ctx.needs_input_grad[6]:
             dm[:, 0] = (dC0 * Cs[:, 0]).sum((-2, -1)) + (dn0 * ns[:, 0]).sum(-1)
             dm[:, K] -= dG[:, K - 1]
-        return dq, dk, dv, da, dg, dMt, dm, dC0, dn0, None, None, None
+        return dq, dk, dv, da, dg, dMt, dm, dC0, dn0, None, None, None, None, None
 
 
 def mlstm_chunkwise_triton(
@@ -473,6 +604,10 @@ def mlstm_chunkwise_triton(
             scaled by exp(-m).
         return_state: also return the state after the last token.
 
+    Precision follows the inputs' dtype: float64/float32 exact, float32 with TF32 products
+    when on CUDA with ``torch.backends.cuda.matmul.allow_tf32``, bf16/fp16 with 16-bit
+    tensor-core products and float32 everything else (module docstring, :func:`_dot_precision`).
+
     Returns:
         h (B, NH, S, DH) in the dtype of q, and the final state when ``return_state`` (float32,
         or float64 for float64 inputs).
@@ -493,6 +628,7 @@ def mlstm_chunkwise_triton(
     if S == 0:
         raise ValueError("mlstm_chunkwise_triton needs at least one token (S = 0)")
     cd = torch.float64 if q.dtype == torch.float64 else torch.float32
+    dot = _dot_precision(q.dtype, q.device, interpret)
     L = kernel_chunk(chunk_size, S, DH)
     K = -(-S // L)
     pad = K * L - S
@@ -523,17 +659,20 @@ def mlstm_chunkwise_triton(
     m_all = torch.stack(ms, dim=-1)  # (B, NH, K + 1)
     Mt = torch.maximum(m_all[..., :K, None], torch.cummax(a, dim=-1).values)  # (B, NH, K, L)
 
-    # Kernel layout: (BH, Sp, DP), zero-padded tokens and head width, k scaled by 1/sqrt(DH).
-    def lay(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        x = x.to(cd) if scale == 1.0 else x.to(cd) * scale
-        return F.pad(x, (0, DP - DH, 0, pad)).reshape(BH, K * L, DP).contiguous()
+    # Kernel layout: (BH, Sp, DP), zero-padded tokens and head width (k unscaled, see ks).
+    def lay(x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x.to(cd), (0, DP - DH, 0, pad)).reshape(BH, K * L, DP).contiguous()
 
-    qk = lay(q), lay(k, 1.0 / math.sqrt(DH)), lay(v)
+    qk = lay(q), lay(k), lay(v)
+    # k̂ = k / sqrt(DH) is formed inside the kernels (the scale multiplies fp32 results), so that
+    # 16-bit inputs enter the products unrounded: a rounded k̂ would perturb every score by 2^-8
+    # relative, which the normaliser's cancellation amplifies (measured ~100x in gradients).
+    ks = q.new_full((1,), 1.0 / math.sqrt(DH), dtype=cd)
     C0 = F.pad(C0, (0, DP - DH, 0, DP - DH)).reshape(BH, DP, DP).contiguous()
     n0 = F.pad(n0, (0, DP - DH)).reshape(BH, DP).contiguous()
     flat = [x.reshape(BH, K * L).contiguous() for x in (a, g, Mt)]
     h, CK, nK = _ChunkwiseFn.apply(
-        *qk, *flat, m_all.reshape(BH, K + 1).contiguous(), C0, n0, float(eps), L, interpret
+        *qk, *flat, m_all.reshape(BH, K + 1).contiguous(), C0, n0, ks, float(eps), L, interpret, dot
     )
     h = h.view(B, NH, K * L, DP)[:, :, :S, :DH].to(q.dtype)
     if return_state:
