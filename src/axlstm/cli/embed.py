@@ -47,6 +47,7 @@ from axlstm.embedding import (
 )
 from axlstm.embedding.store import EmbeddingStore, partial_dir
 from axlstm.embedding.streaming import stream_file_embedding
+from axlstm.models.compile import COMPILE_MODES, compile_encoder
 from axlstm.models.streaming import StreamingEmbedder
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,21 @@ def add_parser(sub) -> None:
         type=positive_float,
         default=1.0,
         help="audio per streamed block (default 1 s)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help=(
+            "run the encoder under torch.compile (needs a C++ compiler on the CPU, Triton on "
+            "CUDA; the first batches of each new shape are slow while it compiles; not with "
+            "--stream)"
+        ),
+    )
+    p.add_argument(
+        "--compile-mode",
+        choices=COMPILE_MODES,
+        default="auto",
+        help="torch.compile mode (default auto: CUDA graphs on CUDA for fixed windows)",
     )
     p.add_argument(
         "--allow-truncated",
@@ -263,6 +279,13 @@ def run(args: argparse.Namespace) -> int:
                 "--stream needs a causal AxLSTM (alternation='unidirectional'); "
                 f"{type(model).__name__} model {model.config.name!r} cannot stream"
             )
+    if args.compile:
+        if args.stream:
+            raise UsageError("--compile applies to the windowed encoder, not to --stream")
+        # whole clips have every length: one dynamic graph; fixed windows: static graphs (one
+        # per batch size; CUDA graphs under mode "auto")
+        whole = model_window(model, args.window) is None
+        compile_encoder(model, mode=args.compile_mode, dynamic=whole)
     paths = collect_inputs(args.inputs)
     if not paths:
         raise UsageError(f"no audio files found in {', '.join(map(str, args.inputs))}")

@@ -13,6 +13,7 @@ from axlstm.core.errors import UsageError
 from axlstm.core.fileio import check_output_dir
 from axlstm.engine import CheckpointManager, NonFiniteLossError, TrainerCallback
 from axlstm.engine.config import config_to_yaml, set_value, validate_tree
+from axlstm.models.compile import COMPILE_MODES
 
 #: Exit code of a run stopped by Ctrl-C or SIGTERM with its checkpoint written (as the
 #: command line's other interrupted jobs).
@@ -54,6 +55,17 @@ def add_parser(sub) -> None:
         "--data", nargs="+", action="extend", metavar="PATH", help="data (sets data.paths)"
     )
     p.add_argument("--max-steps", type=positive_int, help="total steps (sets schedule.max_steps)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the training step under torch.compile (sets engine.compile=true; needs a C++ "
+        "compiler on the CPU, Triton on CUDA; the first steps are slow while it compiles)",
+    )
+    p.add_argument(
+        "--compile-mode",
+        choices=COMPILE_MODES,
+        help="torch.compile mode (sets engine.compile_mode; default auto: CUDA graphs on CUDA)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -144,6 +156,10 @@ def resolve_config(args: argparse.Namespace):
         set_value(cfg, "data.paths", [str(p) for p in args.data])
     if args.max_steps is not None:
         set_value(cfg, "schedule.max_steps", args.max_steps)
+    if args.compile:
+        set_value(cfg, "engine.compile", True)
+    if args.compile_mode is not None:
+        set_value(cfg, "engine.compile_mode", args.compile_mode)
     validate_tree(cfg)
     return cfg
 

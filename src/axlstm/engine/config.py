@@ -227,6 +227,12 @@ class EngineConfig(ConfigBase):
         check_finite_every: steps between loss finiteness checks (each one syncs the device).
         crash_after_step: testing hook: SIGKILL this process right after step N (and its
             checkpoint, if one is due) to rehearse a crash. Never set it in real runs.
+        compile: run the training step under ``torch.compile`` (the masks are drawn
+            eagerly, the encoder, heads and loss in one graph; see
+            :mod:`axlstm.models.compile`). Checkpoints hold the plain model's weights.
+        compile_mode: torch.compile mode: "auto" (CUDA graphs, "reduce-overhead", on CUDA;
+            "default" elsewhere), "default", "reduce-overhead", "max-autotune" or
+            "max-autotune-no-cudagraphs" (the CUDA-graph modes fall back off CUDA).
     """
 
     device: str = "auto"
@@ -239,6 +245,10 @@ class EngineConfig(ConfigBase):
     keep_last: int = 5
     check_finite_every: int = 1
     crash_after_step: int | None = None
+    compile: bool = False
+    compile_mode: Literal[
+        "auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
+    ] = "auto"
 
     def validate(self) -> None:
         if self.seed < 0:

@@ -41,7 +41,7 @@ from axlstm.engine.build import (
     micro_batch_size,
 )
 from axlstm.engine.checkpoint import CheckpointManager
-from axlstm.engine.config import config_to_yaml
+from axlstm.engine.config import ConfigError, config_to_yaml
 from axlstm.engine.distributed import (
     DistInfo,
     all_gather_objects,
@@ -66,6 +66,7 @@ from axlstm.engine.resume import (
 )
 from axlstm.engine.seeding import mask_seed, seed_everything
 from axlstm.engine.task import NonFiniteLossError, TrainSummary, TrainTask
+from axlstm.models.compile import compile_pretraining
 
 __all__ = [
     "NonFiniteLossError",
@@ -198,6 +199,9 @@ class Trainer:
                 device_ids=[dev.index] if dev.type == "cuda" else None,
                 gradient_as_bucket_view=True,
             )
+        self._ddp_model = self.train_model
+        if e.compile:
+            self.train_model = self._compiled(self.train_model)
         self.metrics: MetricsWriter | None = None
         if self.dist.is_main:
             config_to_yaml(cfg, self.run_dir / "config.yaml")
@@ -224,6 +228,18 @@ class Trainer:
             self.precision.name,
             self.data.description,
         )
+
+    def _compiled(self, train_model: nn.Module) -> nn.Module:
+        """``engine.compile``: the training step under torch.compile (the model itself, and so
+        every checkpoint, stays uncompiled)."""
+        if not callable(getattr(self.model, "draw_pretrain_mask", None)):
+            raise ConfigError(
+                f"engine.compile: {type(self.model).__name__} cannot draw its masks apart from "
+                "its training step, so the step cannot be compiled; set engine.compile=false"
+            )
+        # training crops have one shape: a static graph (CUDA graphs under mode "auto")
+        mode = self.cfg.engine.compile_mode
+        return compile_pretraining(self.model, train_model, mode=mode, dynamic=False)
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -318,7 +334,7 @@ class Trainer:
                 labelled = {"target": batch["target"].to(dev)} if "target" in batch else {}
                 self.mask_generator.manual_seed(mask_seed(e.seed, rank, self.micro_batches))
                 sync = (
-                    self.train_model.no_sync()
+                    self._ddp_model.no_sync()
                     if self.dist.distributed and micro < accum - 1
                     else contextlib.nullcontext()
                 )

@@ -46,14 +46,19 @@ class PatchEmbed(nn.Module):
 
 def _sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
     """(len(pos), dim) table [sin(pos * w), cos(pos * w)], w_j = 10000^(-j / (dim / 2))."""
-    omega = torch.arange(dim // 2, dtype=torch.float64) / (dim / 2.0)
+    omega = torch.arange(dim // 2, dtype=torch.float64, device=pos.device) / (dim / 2.0)
     omega = 1.0 / 10000.0**omega
     angles = pos.to(torch.float64)[:, None] * omega[None, :]
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
 def sincos_pos_embed_2d(
-    n_t: int, n_f: int, dim: int, cls_token: bool = True, t_offset: int = 0
+    n_t: int,
+    n_f: int,
+    dim: int,
+    cls_token: bool = True,
+    t_offset: int = 0,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Fixed 2-D sin-cos positions, MAE convention, for a time-major (n_t, n_f) token grid.
 
@@ -61,15 +66,15 @@ def sincos_pos_embed_2d(
     time index. A zero row is prepended for the cls token when ``cls_token``.
 
     Returns:
-        float32 tensor (n_t * n_f [+ 1], dim).
+        float32 tensor (n_t * n_f [+ 1], dim), on ``device`` (the CPU when None).
     """
     if dim % 4:
         raise ValueError(f"sin-cos positions need an embedding dim divisible by 4, got {dim}")
-    t = torch.arange(t_offset, t_offset + n_t).repeat_interleave(n_f)  # (n_t * n_f,)
-    f = torch.arange(n_f).repeat(n_t)
+    t = torch.arange(t_offset, t_offset + n_t, device=device).repeat_interleave(n_f)
+    f = torch.arange(n_f, device=device).repeat(n_t)  # (n_t * n_f,) each
     table = torch.cat([_sincos_1d(dim // 2, f), _sincos_1d(dim // 2, t)], dim=1)
     if cls_token:
-        table = torch.cat([torch.zeros(1, dim, dtype=table.dtype), table], dim=0)
+        table = torch.cat([table.new_zeros(1, dim), table], dim=0)
     return table.float()
 
 

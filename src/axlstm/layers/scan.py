@@ -60,6 +60,11 @@ def _as_groups(m: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
 
 def _step_size(delta, delta_bias, delta_softplus, acc: torch.dtype) -> torch.Tensor:
     dt = delta.to(acc)
+    if torch.compiler.is_compiling():
+        # a transposed Δ (the mixers' projection) makes AOTAutograd's traced backward view
+        # a gradient with strides eager does not give it ("view size is not compatible");
+        # a contiguous Δ avoids that (elementwise use only: the values are the same)
+        dt = dt.contiguous()
     if delta_bias is not None:
         dt = dt + delta_bias.to(acc)[:, None]
     if delta_softplus:
@@ -253,6 +258,52 @@ def linear_scan_chunked(
     return h.reshape(Bsz, E, n_chunks * T, N)[:, :, :L]
 
 
+def linear_scan_closed(log_a: torch.Tensor, b: torch.Tensor, chunk_size: int = 32) -> torch.Tensor:
+    """:func:`linear_scan_chunked` (from h_0 = 0) with no loop whose trip count depends on L,
+    for ``torch.compile``: one graph serves every length.
+
+    The in-chunk scan is the same; the carry into chunk j is written in closed form,
+    ``c_j = sum_{i<j} exp(sum_{i<r<j} log P_r) h_i`` with ``h_i`` the last local state and
+    ``log P_r`` the total log decay of chunk r, summed from ``log_a`` (so no logarithm of an
+    underflowed product is ever taken). Every chunk has ``chunk_size`` steps (the padding
+    steps are identities), whatever L is. Costs (B, E, N, K, K) for K chunks besides the
+    (B, E, L, N) of the chunked scan.
+
+    Args:
+        log_a: (B, E, L, N) log of the decays a (<= 0); b: (B, E, L, N).
+        chunk_size: steps per chunk.
+
+    Returns:
+        h: (B, E, L, N).
+    """
+    Bsz, E, L, N = b.shape
+    T = chunk_size
+    K = (L + T - 1) // T
+    pad = K * T - L
+    log_a = F.pad(log_a, (0, 0, 0, pad))  # identity steps: log a = 0, b = 0
+    b = F.pad(b, (0, 0, 0, pad))
+    log_a = log_a.reshape(Bsz, E, K, T, N)
+    a = torch.exp(log_a)
+    b = b.reshape(Bsz, E, K, T, N)
+    k = 1
+    while k < T:  # inclusive scan inside each chunk, as in linear_scan_chunked
+        b = a * _shift(b, k, 0.0) + b
+        a = a * _shift(a, k, 1.0)
+        k *= 2
+    # cs[j, i] = sum_{i<r<=j} log P_r (a masked cumulative sum: no differences of large sums)
+    x = log_a.sum(dim=3).transpose(-1, -2)  # (B, E, N, K)
+    idx = torch.arange(K, device=b.device)
+    after = idx[:, None] > idx[None, :]  # [r, i]: r > i
+    cs = torch.cumsum(x[..., :, None].expand(*x.shape, K).masked_fill(~after, 0.0), dim=-2)
+    upto = idx[:, None] >= idx[None, :]  # [j, i]: i <= j
+    D = torch.exp(cs).masked_fill(~upto, 0.0)  # (B, E, N, K, K), weights <= 1
+    last = b[:, :, :, -1].transpose(-1, -2)  # (B, E, N, K): each chunk's last local state
+    out = (D @ last[..., None]).squeeze(-1)  # state after chunk j, (B, E, N, K)
+    carry = F.pad(out[..., :-1], (1, 0)).transpose(-1, -2)  # into chunk j, (B, E, K, N)
+    h = b + a * carry[:, :, :, None]
+    return h.reshape(Bsz, E, K * T, N)[:, :, :L]
+
+
 def scan_chunked(dt, A, B, C, u, chunk_size=32):
     """Same contract as :func:`scan_sequential`, computed with :func:`linear_scan_chunked`.
 
@@ -263,10 +314,13 @@ def scan_chunked(dt, A, B, C, u, chunk_size=32):
     Bsz, E, L = dt.shape
     G = B.shape[1]
     acc = dt.dtype
-    a = torch.exp(dt.unsqueeze(-1) * A.to(acc)[:, None, :])  # (B, E, L, N)
+    log_a = dt.unsqueeze(-1) * A.to(acc)[:, None, :]  # (B, E, L, N)
     du = _grouped(dt * u.to(acc), G).unsqueeze(-1)  # (B, G, Eg, L, 1)
-    b = (du * B.transpose(-1, -2).unsqueeze(2)).reshape(a.shape)  # (B, E, L, N)
-    h = linear_scan_chunked(a, b, chunk_size)
+    b = (du * B.transpose(-1, -2).unsqueeze(2)).reshape(log_a.shape)  # (B, E, L, N)
+    if torch.compiler.is_compiling():
+        h = linear_scan_closed(log_a, b, chunk_size)  # one graph for every length
+    else:
+        h = linear_scan_chunked(torch.exp(log_a), b, chunk_size)
     y = (_grouped(h, G) * C.transpose(-1, -2).unsqueeze(2)).sum(-1)  # (B, G, Eg, L)
     return y.reshape(Bsz, E, L), h[:, :, -1]
 
@@ -326,7 +380,9 @@ def selective_scan(
     if impl == "cuda":
         raise RuntimeError("impl='cuda' needs GPU tensors and the mamba_ssm package")
     if impl == "auto":
-        impl = default_scan_impl(u.device)
+        # Under torch.compile the step loop would be unrolled into L steps (a huge graph, fixed
+        # to one length): the chunked scan in closed form is traced instead (equal to rounding).
+        impl = "chunked" if torch.compiler.is_compiling() else default_scan_impl(u.device)
     acc = torch.float64 if u.dtype == torch.float64 else torch.float32
     dt = _step_size(delta, delta_bias, delta_softplus, acc)
     Bg, Cg = _as_groups(B, acc), _as_groups(C, acc)

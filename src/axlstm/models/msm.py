@@ -211,6 +211,13 @@ class MaskedSpecModel(EncoderBase):
         n_f = self.config.grid[1]
         if n_t <= self.config.grid[0]:
             return self.pos_embed[:, : 1 + n_t * n_f]
+        if torch.compiler.is_compiling():
+            # in the graph, for any n_t: a cache keyed by the length would fix it (a recompile
+            # per length)
+            table = sincos_pos_embed_2d(
+                n_t, n_f, self.embed_dim, cls_token=True, device=self.pos_embed.device
+            )
+            return table[None].to(self.pos_embed.dtype)
         key = (n_t, self.pos_embed.device)
         if key not in self._pos_cache:
             table = sincos_pos_embed_2d(n_t, n_f, self.embed_dim, cls_token=True)
@@ -291,23 +298,34 @@ class MaskedSpecModel(EncoderBase):
             mask: (B, L) given mask (1 = masked); drawn at ``config.mask_ratio`` otherwise.
             generator: RNG for the mask draw (the default generator otherwise, as officially).
         """
-        n_t, n_f = self._check_input(spec)
+        self._check_input(spec)
         ids_restore = None
         if mask is None:
-            draw = random_masking(
-                spec.shape[0],
-                (n_t, n_f),
-                self.config.mask_ratio,
-                self.config.masking_mode,
-                device=spec.device,
-                generator=generator,
-            )
+            draw = self._draw_mask(spec, generator)
             mask, ids_restore = draw.mask, draw.ids_restore
         tokens = self.encode(spec, mask=mask)
         pred = self.pred(tokens[:, 1:])  # (B, L, P)
         target = patchify(spec, self.config.patch_size)
         loss = msm_loss(pred, target, mask, self.config.loss_scope)
         return MSMOutput(loss, pred, target, mask, ids_restore)
+
+    def _draw_mask(self, spec: torch.Tensor, generator: torch.Generator | None):
+        n_t, n_f = self._check_input(spec)
+        return random_masking(
+            spec.shape[0],
+            (n_t, n_f),
+            self.config.mask_ratio,
+            self.config.masking_mode,
+            device=spec.device,
+            generator=generator,
+        )
+
+    def draw_pretrain_mask(
+        self, spec: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The (B, L) mask ``self(spec, generator=generator)`` would draw; ``self(spec, mask)``
+        is then that step with the draw outside (how a compiled step runs)."""
+        return self._draw_mask(spec, generator).mask
 
     def reconstruction(
         self, spec: torch.Tensor, generator: torch.Generator | None = None

@@ -386,6 +386,24 @@ class SSASTFramework(EncoderBase):
             spec.shape[0], grid, m, self.config.masking, rng=rng, device=spec.device
         )
 
+    def draw_pretrain_mask(
+        self,
+        spec: torch.Tensor,
+        generator: torch.Generator | None = None,
+        rng: random.Random | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The masks ``self(spec, generator=generator, rng=rng)`` would draw: one (B, M) id
+        tensor for one pass, or the pair (MPC mask, MPG mask) when ``config.joint_passes`` is
+        2. ``self(spec, masks)`` is then that step with the draw outside (how a compiled step
+        runs: the cluster masks come from Python's ``random``)."""
+        self._need_ssl_heads()
+        idx_c = self.draw_mask_index(spec, rng, generator)
+        if self.config.joint_passes != 2:
+            return idx_c
+        if rng is None and generator is not None:  # a fresh stream for the second mask
+            return idx_c, self.draw_mask_index(spec, None, generator)
+        return idx_c, self.draw_mask_index(spec, rng)
+
     def _masked_outputs(self, spec, tokens, mask_index):
         """Encoder outputs at the masked patches and their true patches, each (B, M, ·)."""
         idx = mask_index.to(tokens.device)
@@ -432,15 +450,8 @@ class SSASTFramework(EncoderBase):
         """
         self._need_ssl_heads()
         if mask_index is None:
-            idx_c = self.draw_mask_index(spec, rng, generator)
-            if self.config.joint_passes == 2:
-                if rng is None and generator is not None:  # a fresh stream for the second mask
-                    idx_g = self.draw_mask_index(spec, None, generator)
-                else:
-                    idx_g = self.draw_mask_index(spec, rng)
-            else:
-                idx_g = idx_c
-        elif isinstance(mask_index, (tuple, list)):
+            mask_index = self.draw_pretrain_mask(spec, generator, rng)
+        if isinstance(mask_index, (tuple, list)):
             idx_c, idx_g = mask_index
         else:
             idx_c = idx_g = mask_index
