@@ -347,3 +347,30 @@ def test_shape_errors():
         mlstm_chunkwise_triton(q, k[..., :3, :], v, i, f)
     with pytest.raises(ValueError, match="gates"):
         mlstm_chunkwise_triton(q, k, v, i[..., :3], f)
+
+
+@needs_kernels
+@pytest.mark.parametrize("segment", [0, 24])
+def test_vil_layer_with_the_triton_backend_equals_chunkwise(segment):
+    """The ViL layer runs the kernel both whole-sequence (mlstm) and segment by segment with
+    carried state (mlstm_carried); values and gradients equal the chunkwise layer in float64."""
+    from axlstm.layers import ViLLayer
+
+    torch.manual_seed(0)
+    ref = ViLLayer(32, num_heads=2, backend="chunkwise", chunk_size=16, segment_size=segment)
+    fused = ViLLayer(32, num_heads=2, backend="triton", chunk_size=16, segment_size=segment)
+    fused.load_state_dict(ref.state_dict())
+    ref, fused = ref.double().to(DEVICE), fused.double().to(DEVICE)
+    x = torch.randn(2, 50, 32, dtype=torch.float64, device=DEVICE)
+    outs, grads = [], []
+    for layer in (ref, fused):
+        xi = x.clone().requires_grad_()
+        y = layer(xi)
+        (
+            y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype, device=DEVICE).view_as(y)
+        ).sum().backward()
+        outs.append(y)
+        grads.append([xi.grad, *(p.grad for p in layer.parameters())])
+    assert_close_rel(outs[1], outs[0], REL64, what="layer output")
+    for n, (a, b) in enumerate(zip(grads[1], grads[0], strict=True)):
+        assert_close_rel(a, b, REL64, floor=1e-12, what=f"gradient {n}")

@@ -10,9 +10,10 @@ yet), the rule of the CPU measurements applies: the parallel form up to
 :data:`DEFAULT_PARALLEL_MAX_TOKENS` tokens, the chunkwise form above.
 
 The table shipped with the package is ``mlstm_forms.json`` next to this file. A table measured
-on another machine is used by pointing ``AXLSTM_MLSTM_FORMS`` at its JSON file (read once, at
-the first choice) or by :func:`set_form_table`; rows of the user's table replace the shipped
-rows with the same (device, dtype, grad) key.
+on another machine is used by pointing ``AXLSTM_MLSTM_FORMS`` at its JSON file (read when this
+module is imported) or by :func:`set_form_table`; rows of the user's table replace the shipped
+rows with the same (device, dtype, grad) key. The table is in memory before any model runs, so
+the choice is plain Python on shapes that ``torch.compile`` traces without a graph break.
 
 All forms compute the same function (see :mod:`axlstm.layers.mlstm`), so the choice changes
 speed and memory, not results beyond rounding.
@@ -119,11 +120,11 @@ def _table() -> dict[Key, dict[str, Any]]:
 
 def set_form_table(source: str | os.PathLike | Mapping[str, Any] | None) -> None:
     """Use this table's rows over the packaged ones (``None``: back to the packaged table and
-    ``AXLSTM_MLSTM_FORMS``)."""
+    ``AXLSTM_MLSTM_FORMS``, both read again)."""
     global _rows
     _rows = None
+    rows = _table()
     if source is not None:
-        rows = _table()
         rows.update(read_table(source))
 
 
@@ -211,3 +212,6 @@ def crossovers(row: Mapping[str, Any]) -> list[tuple[int, str]]:
         ts = {f: t[i] for f, t in row["times"].items() if t[i] is not None}
         out.append((n, min(ts, key=ts.get) if ts else "-"))
     return out
+
+
+_table()  # read now, not inside a torch.compile trace

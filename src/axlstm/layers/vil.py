@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from axlstm.layers.mlstm import mlstm, mlstm_chunkwise
+from axlstm.layers.mlstm import mlstm, mlstm_carried
 from axlstm.layers.norms import MultiHeadNorm, OffsetLayerNorm
 
 
@@ -275,10 +275,10 @@ class ViLLayer(nn.Module):
         bias = torch.cat([cell.igate.bias, cell.fgate.bias])
         gates = torch.addmm(bias, c2, W_c.t()).addmm_(x2, W_x.t())  # (BS, 2 NH)
         gates = gates.t().view(2 * NH, B, S)
-        if stateful:  # the chunkwise form carries state exactly
-            h, mlstm_state = mlstm_chunkwise(
-                q, k, v.view(NH, B, S, DH), gates[:NH], gates[NH:],
-                chunk_size=cell.chunk_size, state=mlstm_state, return_state=True,
+        if stateful:  # a chunk-state form (chunkwise or its Triton kernel) carries state exactly
+            h, mlstm_state = mlstm_carried(
+                q, k, v.view(NH, B, S, DH), gates[:NH], gates[NH:], mlstm_state,
+                backend=cell.backend, chunk_size=cell.chunk_size,
             )  # fmt: skip
         else:
             h = mlstm(
