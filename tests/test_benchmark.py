@@ -100,3 +100,47 @@ def test_unknown_model_and_bad_settings_fail_before_any_measurement(tmp_path, ca
         run(["test_axlstm"], [1.0], batch=0)
     with pytest.raises(UsageError, match="seconds must be positive"):
         run(["test_axlstm"], [-1.0])
+
+
+def test_flops_mfu_and_throughput_are_reported(tmp_path):
+    out = tmp_path / "f.json"
+    code = main(
+        [
+            "benchmark", "--models", "test_axlstm", "--seconds", "1", "--mode", "inference",
+            "train", "--reps", "1", "--warmup", "0", "--threads", "1", "--no-isolate",
+            "--batch", "2", "--flops", "--peak-tflops", "0.1", "--json", str(out),
+            "--markdown", str(tmp_path / "f.md"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    inf, train = json.loads(out.read_text())
+    for r in (inf, train):
+        assert r["clips_per_s"] == pytest.approx(2 / r["time_s"])
+        assert r["tflops_per_s"] == pytest.approx(r["flops"] / r["time_s"] / 1e12)
+        assert r["mfu"] == pytest.approx(r["tflops_per_s"] / 0.1)
+    # a training step is the forward plus a backward of about twice its matmul work
+    assert 2.5 * inf["flops"] < train["flops"] < 4 * inf["flops"]
+    assert "MFU" in (tmp_path / "f.md").read_text()
+
+
+def test_peak_tflops_of_known_gpus():
+    from axlstm.benchmark import peak_tflops
+
+    assert peak_tflops("NVIDIA H200", "bf16") == 989.4
+    assert peak_tflops("NVIDIA H100 80GB HBM3", "fp16") == 989.4
+    assert peak_tflops("Some GPU", "bf16") is None and peak_tflops(None, "fp32") is None
+
+
+def test_compiled_measurement_matches_eager_work(monkeypatch):
+    """--compile times the compiled encoder / step (a cheap backend here; inductor on a GPU)
+    and reports the compile time apart; the FLOPs are those of the same eager computation."""
+    from axlstm.benchmark import measure
+    from axlstm.models import compile as compile_mod
+
+    monkeypatch.setattr(compile_mod, "DEFAULT_BACKEND", "aot_eager")
+    for mode in ("inference", "train"):
+        kw = dict(seconds=1.0, mode=mode, reps=1, warmup=0, threads=1, flops=True)
+        eager = measure("test_axlstm", **kw)
+        compiled = measure("test_axlstm", compile="default", **kw)
+        assert compiled["compile"] == "default" and compiled["compile_s"] > 0
+        assert compiled["flops"] == eager["flops"] and compiled["time_s"] > 0

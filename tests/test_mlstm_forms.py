@@ -217,3 +217,19 @@ def test_precision_curves_judges_within_noise_and_non_finite(tmp_path):
     assert pc.main([str(ref), str(off)]) == 1
     verdict = pc.compare(pc.read_losses(ref), pc.read_losses(bad))
     assert not verdict["finite"] and not verdict["within_noise"]
+
+
+def test_benchmark_forms_cli(tmp_path, capsys):
+    from axlstm.cli.main import main
+
+    out, tab = tmp_path / "forms.json", tmp_path / "table.json"
+    args = ["benchmark", "--forms", "--models", "test_axlstm", "--lengths", "16", "32",
+            "--reps", "1", "--warmup", "0", "--batch", "1", "--json", str(out)]  # fmt: skip
+    assert main([*args, "--forms-table", str(tab)]) == 0
+    assert len(json.loads(out.read_text())) == 2 * 2 * 2
+    assert set(read_table(tab)) == {("cpu", "float32", False), ("cpu", "float32", True)}
+    assert "| 32 |" in capsys.readouterr().out
+    assert main([*args[:3], "test_ssast", *args[4:]]) == 2  # not an mLSTM model
+    assert "ssast" in capsys.readouterr().err
+    assert main(["benchmark", "--json", str(out)]) == 2  # neither models nor --forms
+    assert "--models is required" in capsys.readouterr().err

@@ -91,6 +91,7 @@ def measure(
     precision: str = "fp32",
     flops: bool = False,
     peak: float | None = None,
+    compile: str | None = None,
 ) -> dict[str, Any]:
     """Time one configuration in this process.
 
@@ -111,6 +112,10 @@ def measure(
             TFLOP/s and, where the GPU's peak is known (or ``peak`` TFLOP/s is given), the model
             FLOP utilisation (MFU).
         peak: the device's peak TFLOP/s for this precision, overriding :data:`PEAK_TFLOPS`.
+        compile: a torch.compile mode ("auto", "default", "reduce-overhead", ...) to run the
+            encoder (inference) or the whole pretraining step (train) compiled, with a static
+            shape; None runs eagerly. The compile happens in the warm-up passes (at least one),
+            and its time is reported as ``compile_s``.
     """
     check_settings([seconds], [mode], batch, reps, warmup, threads, precision, device)
     if threads:
@@ -125,25 +130,38 @@ def measure(
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     autocast_dtype = PRECISIONS[precision]
+    eager_features, train_step = net.forward_features, None
+    if compile is not None:
+        from axlstm.models.compile import compile_encoder, compile_pretraining
+
+        if mode == "inference":
+            compile_encoder(net, mode=compile, dynamic=False)
+        else:
+            train_step = compile_pretraining(net, mode=compile, dynamic=False)
+        warmup = max(warmup, 1)
 
     def step() -> None:
         with torch.autocast("cuda", dtype=autocast_dtype, enabled=autocast_dtype is not None):
             run_step()
 
-    def run_step() -> None:
+    def run_step(features=None) -> None:
         if mode == "inference":
             net.eval()
             with torch.inference_mode():
-                net.forward_features(spec)
+                (features or net.forward_features)(spec)
         else:
             net.train()
             net.zero_grad(set_to_none=True)
-            net.pretrain_step(spec).loss.backward()
+            out = train_step(spec) if train_step is not None and features is None else None
+            loss = out.loss if out is not None else net.pretrain_step(spec).loss
+            loss.backward()
 
     baseline = torch.cuda.memory_allocated(dev) if cuda else _rss_peak_bytes()
+    t_compile = time.perf_counter()
     for _ in range(warmup):
         step()
     sync()
+    t_compile = time.perf_counter() - t_compile
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
     times, cpu_times = [], []
@@ -157,11 +175,18 @@ def measure(
     median = statistics.median(times)
     gpu = torch.cuda.get_device_name(dev) if cuda else None
     extra: dict[str, Any] = {}
-    if flops:
-        n = count_flops(step)
+    if compile is not None:
+        extra["compile_s"] = t_compile  # the warm-up passes, compiling included
+    if flops:  # counted on the eager graph: the same operations, and a compiled one hides them
+
+        def eager_step() -> None:
+            with torch.autocast("cuda", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                run_step(eager_features)
+
+        n = count_flops(eager_step)
         achieved = n / median / 1e12
         top = peak if peak is not None else peak_tflops(gpu, precision)
-        extra = {
+        extra |= {
             "flops": n,
             "tflops_per_s": achieved,
             "peak_tflops": top,
@@ -189,6 +214,7 @@ def measure(
         "machine": platform.processor() or platform.machine(),
         "gpu": gpu,
         "mlstm_backend": net.config.to_dict().get("mlstm_backend"),
+        "compile": compile,
         "reps": reps,
         "warmup": warmup,
         **extra,
@@ -255,6 +281,7 @@ def run(
     on_result=None,
     flops: bool = False,
     peak: float | None = None,
+    compile: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every (model, seconds, mode) combination; ``on_result(result)`` is called after each.
 
@@ -275,7 +302,7 @@ def run(
                 kwargs = dict(
                     model=str(model), seconds=float(sec), mode=mode, batch=batch, device=device,
                     reps=reps, warmup=warmup, threads=threads, precision=precision,
-                    flops=flops, peak=peak,
+                    flops=flops, peak=peak, compile=compile,
                 )  # fmt: skip
                 logger.info("benchmark %s", kwargs)
                 result = measure_isolated(**kwargs) if isolate else measure(**kwargs)

@@ -19,6 +19,7 @@ from axlstm.benchmark import (
 from axlstm.cli.common import nonnegative_int, positive_float, positive_int
 from axlstm.core.errors import UsageError
 from axlstm.core.fileio import check_output_file
+from axlstm.models.compile import COMPILE_MODES
 
 
 def add_parser(sub) -> None:
@@ -66,6 +67,12 @@ def add_parser(sub) -> None:
         help="the device's peak TFLOP/s for MFU (default: the data-sheet figure of known GPUs)",
     )  # fmt: skip
     p.add_argument(
+        "--compile", nargs="?", const="auto", choices=COMPILE_MODES, metavar="MODE",
+        help="run compiled (torch.compile, static shapes): the encoder for inference, the whole "
+        "step for training; MODE as in pretrain --compile-mode (default auto: CUDA graphs on "
+        "CUDA). The compile time is reported apart",
+    )  # fmt: skip
+    p.add_argument(
         "--no-isolate", action="store_true",
         help="run every configuration in this process (CPU peak memory then accumulates)",
     )  # fmt: skip
@@ -110,7 +117,7 @@ def main(args: argparse.Namespace) -> int:
         args.models, args.seconds, args.mode, batch=args.batch or 1, device=args.device,
         reps=args.reps, warmup=args.warmup, threads=args.threads, precision=args.precision,
         isolate=False if args.no_isolate else None, on_result=show,
-        flops=args.flops, peak=args.peak_tflops,
+        flops=args.flops, peak=args.peak_tflops, compile=args.compile,
     )  # fmt: skip
     write_reports(results, args.json, args.markdown, args.csv, args.plot)
     if args.markdown is None:
