@@ -218,3 +218,20 @@ def test_segmented_layer_equals_whole_sequence(segment):
     ga = torch.autograd.grad(a.square().sum(), x)[0]
     gb = torch.autograd.grad(b.square().sum(), x)[0]
     torch.testing.assert_close(ga, gb, atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("m0", [float("-inf"), 0.7])
+def test_closed_form_state_stabilisers_equal_the_loop(m0):
+    from axlstm.layers.mlstm_stabiliser import state_stabilisers
+
+    g = torch.Generator().manual_seed(3)
+    G = -torch.rand(2, 3, 9, generator=g, dtype=torch.float64) * 4  # chunk totals of log f <= 0
+    mu = 3 * torch.randn(2, 3, 9, generator=g, dtype=torch.float64)
+    m = torch.full((2, 3), m0, dtype=torch.float64)
+    loop = [m]
+    for j in range(9):
+        m = G[..., j] + torch.maximum(m, mu[..., j])
+        loop.append(m)
+    P, r, E = state_stabilisers(G, mu, torch.full((2, 3), m0, dtype=torch.float64))
+    torch.testing.assert_close(P + E, torch.stack(loop, -1), atol=1e-12, rtol=0)
+    assert torch.equal(r, mu - P[..., :-1])

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from axlstm.layers.mlstm_forms import choose_form
+from axlstm.layers.mlstm_stabiliser import state_stabilisers
 
 MLSTMState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """Carried state (C (B, NH, DH, DH), n (B, NH, DH), m (B, NH)), C and n scaled by exp(-m)."""
@@ -151,11 +152,7 @@ def mlstm_chunkwise(
         # (j = 0..K, K: after the last) has m_j = P_j + E_j, E_j = max(m_0, max_{i<j} r_i),
         # and C_j = sum_{i<j} exp(r_i - E_j) C_loc_i + exp(m_0 - E_j) C_0 (n alike): every
         # weight is <= 1, as in the loop.
-        P = F.pad(torch.cumsum(G, dim=-1), (1, 0))  # (B, NH, K + 1)
-        r = mu - P[..., :-1]  # (B, NH, K)
-        E = torch.maximum(
-            m[..., None], F.pad(torch.cummax(r, dim=-1).values, (1, 0), value=-math.inf)
-        )
+        P, r, E = state_stabilisers(G, mu, m)  # (B, NH, K + 1), (B, NH, K), (B, NH, K + 1)
         before = torch.ones(K + 1, K, dtype=torch.bool, device=q.device).tril(-1)  # i < j
         W = torch.exp((r[..., None, :] - E[..., :, None]).clamp_max(0.0)).masked_fill(~before, 0.0)
         C_all = (W @ C_loc.flatten(-2)).unflatten(-1, (DH, DH))  # (B, NH, K + 1, DH, DH)
@@ -257,8 +254,10 @@ def mlstm_recurrent(
 
 def available_forms(x: torch.Tensor) -> tuple[str, ...]:
     """The forms "auto" may choose for tensors like ``x``: the Triton kernel joins the two
-    pure-PyTorch forms on CUDA when the ``triton`` extra is installed."""
-    if x.device.type == "cuda":
+    pure-PyTorch forms on CUDA when the ``triton`` extra is installed, except inside a
+    ``torch.compile`` trace (the compiler fuses the PyTorch form itself, and the kernel's
+    Python launcher is not traceable)."""
+    if x.device.type == "cuda" and not torch.compiler.is_compiling():
         from axlstm.layers import mlstm_triton
 
         if mlstm_triton.available():

@@ -15,10 +15,10 @@ g_t the chunk-local cumulative log sigmoid(f), G_j its value at the chunk end an
 with (C_j, n_j, m_j) the state entering chunk j (C and n scaled by exp(-m_j)) and M_t the token
 stabiliser (g_t + M_t is the row maximum of the log decay matrix, as in the reference).
 
-Split of the work: the stabilisers m_j and M_t are O(S) scans (logsigmoid, cumsum, cummax, a short
-loop over chunks) computed here in plain differentiable PyTorch with exactly the operations of
-:func:`mlstm_chunkwise`; they enter a ``torch.autograd.Function`` as explicit inputs, whose forward
-and backward are Triton kernels:
+Split of the work: the stabilisers m_j and M_t are O(S) scans (logsigmoid, cumsum, cummax; the
+chunk states' in closed form, :mod:`axlstm.layers.mlstm_stabiliser`) computed here in plain
+differentiable PyTorch as :func:`mlstm_chunkwise` computes them; they enter a
+``torch.autograd.Function`` as explicit inputs, whose forward and backward are Triton kernels:
 
     forward   _fwd_states  recurrence over chunks, one program per (batch*head, value tile)
               _fwd_out     outputs per chunk: (L, L) intra-chunk part plus the carried state
@@ -91,6 +91,8 @@ import os
 
 import torch
 import torch.nn.functional as F
+
+from axlstm.layers.mlstm_stabiliser import state_stabilisers
 
 log = logging.getLogger(__name__)
 
@@ -635,7 +637,8 @@ def mlstm_chunkwise_triton(
     DP = padded_head_dim(DH)
     BH = B * NH
 
-    # Stabilisers: the same operations as mlstm_chunkwise, in plain (differentiable) PyTorch.
+    # Stabilisers: mlstm_chunkwise's quantities, in plain (differentiable) PyTorch, the chunk
+    # states' in closed form (the form mlstm_chunkwise takes under torch.compile).
     log_f = F.logsigmoid(fgate.to(cd))
     igate = igate.to(cd)
     if pad:
@@ -652,11 +655,8 @@ def mlstm_chunkwise_triton(
         m = q.new_full((B, NH), float("-inf"), dtype=cd)
     else:
         C0, n0, m = (x.to(cd) for x in state)
-    ms = [m]
-    for j in range(K):
-        m = G[..., j] + torch.maximum(m, mu[..., j])
-        ms.append(m)
-    m_all = torch.stack(ms, dim=-1)  # (B, NH, K + 1)
+    P, _, E = state_stabilisers(G, mu, m)  # closed form: no launches per chunk
+    m_all = P + E  # (B, NH, K + 1): the state's stabiliser entering each chunk, then after
     Mt = torch.maximum(m_all[..., :K, None], torch.cummax(a, dim=-1).values)  # (B, NH, K, L)
 
     # Kernel layout: (BH, Sp, DP), zero-padded tokens and head width (k unscaled, see ks).
