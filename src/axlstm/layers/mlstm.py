@@ -19,10 +19,11 @@ Forms:
 "auto" runs the fastest form measured for the device, dtype, pass kind and length
 (:mod:`axlstm.layers.mlstm_forms`).
 
-All three use the same stabiliser, the row maximum m_t = max_{s<=t} log D[t, s] that the parallel
-form takes, so they agree to rounding for any ``eps``. It has the closed form
+All forms use the same stabiliser, the row maximum m_t = max_{s<=t} log D[t, s] that the
+parallel form takes, so they agree to rounding for any ``eps``. It has the closed form
 m_t = F_t + cummax(i - F)_t with F the cumulative log forget gate, which the parallel and
-chunkwise forms use instead of an (S, S) max. Gradients are plain autograd, hence exact.
+chunkwise forms use instead of an (S, S) max. Gradients of the PyTorch forms are plain
+autograd, hence exact; the Triton kernel's backward is written out and tested against them.
 
 References:
     1. Beck et al., "xLSTM: Extended Long Short-Term Memory", 2024 (arXiv 2405.04517).
