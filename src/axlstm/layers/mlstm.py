@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from axlstm.layers.mlstm_forms import choose_form
-from axlstm.layers.mlstm_stabiliser import state_stabilisers
+from axlstm.layers.mlstm_stabiliser import chunk_gates, state_stabilisers
 
 MLSTMState = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """Carried state (C (B, NH, DH, DH), n (B, NH, DH), m (B, NH)), C and n scaled by exp(-m)."""
@@ -125,21 +125,14 @@ def mlstm_chunkwise(
     L = max(1, min(chunk_size, S))
     K = -(-S // L)
     pad = K * L - S
-    log_f = F.logsigmoid(fgate)
-    if pad:
-        # Padded steps neither decay (log f = 0) nor write (i = -huge), so the carried state and
-        # the real outputs are untouched.
+    if pad:  # padded steps neither decay nor write (see chunk_gates)
         q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
-        log_f = F.pad(log_f, (0, pad))
-        igate = F.pad(igate, (0, pad), value=torch.finfo(igate.dtype).min / 4)
     k = k * (1.0 / math.sqrt(DH))
     q, k, v = (x.reshape(B, NH, K, L, DH) for x in (q, k, v))
-    g = torch.cumsum(log_f.view(B, NH, K, L), dim=-1)  # local cumulative log f
-    a = igate.view(B, NH, K, L) - g  # (B, NH, K, L)
-    G = g[..., -1]  # total log f of each chunk, (B, NH, K)
+    # local cumulative log f, a = i - g (B, NH, K, L); chunk totals G and maxima mu (B, NH, K)
+    g, a, G, mu = chunk_gates(igate, fgate, K, L)
 
     # Chunk-local contributions to the carried state, each with its own stabiliser mu.
-    mu = a.amax(dim=-1)  # (B, NH, K)
     w = torch.exp(a - mu[..., None])[..., None]  # (B, NH, K, L, 1)
     C_loc = (v * w).transpose(-2, -1) @ k  # sum_s w_s v_s k_s^T, (B, NH, K, DH, DH)
     n_loc = (k * w).sum(dim=-2)  # (B, NH, K, DH)

@@ -92,7 +92,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from axlstm.layers.mlstm_stabiliser import state_stabilisers
+from axlstm.layers.mlstm_stabiliser import chunk_gates, state_stabilisers
 
 log = logging.getLogger(__name__)
 
@@ -197,13 +197,14 @@ _mm = None
 _round_bf16 = None
 _round_tf32 = None
 _mm_scores = None
+_chunk_scores = None
 
 
 @functools.lru_cache(maxsize=2)
 def _kernels(interpret: bool):
     """Define (jit) the kernels; cached per mode, because ``triton.jit`` decides between
     compiled and interpreted kernels when it decorates them."""
-    global triton, tl, _sum_combine, _mm, _round_bf16, _round_tf32, _mm_scores
+    global triton, tl, _sum_combine, _mm, _round_bf16, _round_tf32, _mm_scores, _chunk_scores
     import triton
     import triton.language as tl
 
@@ -278,6 +279,15 @@ def _kernels(interpret: bool):
         return out
 
     @triton.jit
+    def _chunk_scores(q, k, a, Mt, ks, L: tl.constexpr, DOT: tl.constexpr):
+        """The chunk's causal decay weights W (L, L) and weighted scores P = (q k̂ᵀ) * W, as the
+        forward computes them and the backward recomputes them."""
+        rl = tl.arange(0, L)
+        causal = rl[:, None] >= rl[None, :]
+        W = tl.where(causal, tl.exp(tl.minimum(a[None, :] - Mt[:, None], 0.0)), 0.0)
+        return W, _mm_scores(q, tl.trans(k), DOT) * (W * ks)
+
+    @triton.jit
     def _fwd_states(
         k_ptr, ks_ptr, v_ptr, a_ptr, g_ptr, m_ptr, c0_ptr, n0_ptr, cs_ptr, ns_ptr,
         K, L: tl.constexpr, DP: tl.constexpr, BV: tl.constexpr, DOT: tl.constexpr,
@@ -333,9 +343,7 @@ def _kernels(interpret: bool):
         g = tl.load(g_ptr + tok)
         Mt = tl.load(mt_ptr + tok)
         m_in = tl.load(m_ptr + st)
-        causal = rl[:, None] >= rl[None, :]
-        W = tl.where(causal, tl.exp(tl.minimum(a[None, :] - Mt[:, None], 0.0)), 0.0)
-        P = _mm_scores(q, tl.trans(k), DOT) * (W * tl.load(ks_ptr))  # (L, L)
+        _, P = _chunk_scores(q, k, a, Mt, tl.load(ks_ptr), L, DOT)  # (L, L)
         w_in = tl.exp(m_in - Mt)  # (L,)
         n_in = tl.load(ns_ptr + st * DP + rd)
         den = tl.reduce(P, 1, _sum_combine) + w_in * tl.reduce(q * n_in[None, :], 1, _sum_combine)
@@ -437,10 +445,8 @@ def _kernels(interpret: bool):
         G = tl.load(g_ptr + bh * Sp + j * L + L - 1)
         inv = tl.load(inv_ptr + tok)
         dden = tl.load(dden_ptr + tok)
-        causal = rl[:, None] >= rl[None, :]
-        W = tl.where(causal, tl.exp(tl.minimum(a[None, :] - Mt[:, None], 0.0)), 0.0)
         ks = tl.load(ks_ptr)
-        P = _mm_scores(q, tl.trans(k), DOT) * (W * ks)
+        W, P = _chunk_scores(q, k, a, Mt, ks, L, DOT)
         w_in = tl.exp(m_in - Mt)
         c = tl.exp(a + G - m_next)  # weight of token s in C_{j+1}
         n_in = tl.load(ns_ptr + st * DP + rd)
@@ -462,6 +468,7 @@ def _kernels(interpret: bool):
             da_state += tl.reduce(vv * kdC, 1, _sum_combine)
             dv = _mm(tl.trans(P), dnum, DOT, True) + c[:, None] * kdC
             tl.store(dv_ptr + tok[:, None] * DP + rv[None, :], dv)
+        causal = rl[:, None] >= rl[None, :]
         dP = tl.where(causal, dP + dden[:, None], 0.0)  # d/dP[t, s] of num_t and den_t
         da = tl.reduce(dP * P, 0, _sum_combine) + c * (
             da_state + ks * tl.reduce(k * dn[None, :], 1, _sum_combine)
@@ -639,16 +646,7 @@ def mlstm_chunkwise_triton(
 
     # Stabilisers: mlstm_chunkwise's quantities, in plain (differentiable) PyTorch, the chunk
     # states' in closed form (the form mlstm_chunkwise takes under torch.compile).
-    log_f = F.logsigmoid(fgate.to(cd))
-    igate = igate.to(cd)
-    if pad:
-        # Padded steps neither decay (log f = 0) nor write (i = -huge).
-        log_f = F.pad(log_f, (0, pad))
-        igate = F.pad(igate, (0, pad), value=torch.finfo(cd).min / 4)
-    g = torch.cumsum(log_f.view(B, NH, K, L), dim=-1)  # chunk-local cumulative log f
-    a = igate.view(B, NH, K, L) - g
-    G = g[..., -1]
-    mu = a.amax(dim=-1)
+    g, a, G, mu = chunk_gates(igate.to(cd), fgate.to(cd), K, L)
     if state is None:
         C0 = q.new_zeros(B, NH, DH, DH, dtype=cd)
         n0 = q.new_zeros(B, NH, DH, dtype=cd)
