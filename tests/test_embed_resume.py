@@ -18,6 +18,7 @@ import torch
 import axlstm
 import axlstm.cli.embed as cli_embed
 from axlstm.cli.main import main
+from axlstm.core.interrupt import interrupts_deferred, terminate_as_interrupt
 from axlstm.embedding import iter_file_embeddings
 from axlstm.embedding.files import NON_FINITE
 from axlstm.embedding.store import partial_dir
@@ -111,8 +112,43 @@ def test_resume_without_an_unfinished_run_is_an_error(folder, tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
 
 
+def test_a_signal_during_a_deferred_step_is_recorded_not_raised(caplog):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with terminate_as_interrupt():
+        with interrupts_deferred("testing") as arrived:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+        assert arrived == [signal.SIGTERM, signal.SIGINT]
+        assert "SIGTERM arrived while testing" in caplog.text
+        with pytest.raises(KeyboardInterrupt):  # the handlers are back after the block
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_sigterm_while_the_output_is_written_finishes_the_run(folder, tmp_path, monkeypatch):
+    """The race CI once hit: SIGTERM after the output was written but before OUT.partial was
+    deleted left both. Now the last step finishes and the run succeeds."""
+    out = tmp_path / "e.npz"
+    write = cli_embed.write_outputs
+
+    def write_then_signal(*args, **kwargs):
+        written = write(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return written
+
+    monkeypatch.setattr(cli_embed, "write_outputs", write_then_signal)
+    assert embed(str(folder), "--out", str(out)) == 0
+    assert not partial_dir(out).exists() and len(np.load(out)["files"]) == N_FILES
+
+
 @pytest.mark.timeout(120)
-def test_sigterm_keeps_the_finished_work(folder, tmp_path):
+def test_sigterm_keeps_the_finished_work(tmp_path):
+    # enough files (about a second of work here) that SIGTERM lands mid-run, not at the end
+    folder, n_files = tmp_path / "many", 150
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n_files):
+        sf.write(folder / f"f{i:03d}.wav", 0.1 * rng.standard_normal(16000), 16000)
     out = tmp_path / "e.npz"
     cmd = [sys.executable, "-m", "axlstm.cli.main", "embed", str(folder), "--out", str(out)]
     cmd += ["--model", "test_axlstm", "--device", "cpu", "--no-progress", "--batch-size", "1"]
@@ -134,7 +170,7 @@ def test_sigterm_keeps_the_finished_work(folder, tmp_path):
     resumed = [*cmd, "--resume"]
     done = subprocess.run(resumed, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert len(np.load(out)["files"]) == N_FILES
+    assert len(np.load(out)["files"]) == n_files
 
 
 def test_non_finite_embeddings_mark_the_file_failed(folder):

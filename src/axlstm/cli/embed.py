@@ -35,6 +35,7 @@ from axlstm._version import __version__
 from axlstm.cli.common import parse_device, positive_float, positive_int
 from axlstm.core.errors import UsageError
 from axlstm.core.fileio import atomic_write, check_output_file
+from axlstm.core.interrupt import interrupts_deferred
 from axlstm.embedding import (
     collect_inputs,
     front_end_config,
@@ -327,8 +328,10 @@ def run(args: argparse.Namespace) -> int:
     final = store.results(paths)
     ok = [r for r in final if r.ok]
     failed = [r for r in final if not r.ok]
-    written = write_outputs(out, ok, failed, settings, args.frames, dim)
-    store.remove()
+    # a signal arriving now must not leave both the finished output and OUT.partial behind
+    with interrupts_deferred("writing the finished output"):
+        written = write_outputs(out, ok, failed, settings, args.frames, dim)
+        store.remove()
     note = f", {len(failed)} failed (listed in {written[-1]})" if failed else ""
     print(f"embedded {len(ok)} of {len(paths)} files -> {out}{note}")
     return 0 if ok else 1

@@ -31,6 +31,7 @@ from pathlib import Path
 from axlstm.cli.common import parse_device, positive_int
 from axlstm.core.errors import OutputError, UsageError
 from axlstm.core.fileio import check_output_file
+from axlstm.core.interrupt import interrupts_deferred
 from axlstm.embedding import collect_inputs
 from axlstm.finetune.predict import Prediction, iter_file_predictions
 from axlstm.finetune.release import load_classifier
@@ -215,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
     )
     writer = PredictionWriter(out, top_k, args.timeline)
     labelled, failed = _predict_all(results, writer, len(paths), args.no_progress)
-    written = writer.finish()
+    with interrupts_deferred("renaming the finished output"):  # all targets renamed, or none
+        written = writer.finish()
     note = f", {failed} failed (listed in {out})" if failed else ""
     more = f" and {written[1]}" if len(written) > 1 else ""
     print(f"labelled {labelled} of {len(paths)} files -> {out}{more}{note}")
