@@ -144,3 +144,25 @@ def test_compiled_measurement_matches_eager_work(monkeypatch):
         compiled = measure("test_axlstm", compile="default", **kw)
         assert compiled["compile"] == "default" and compiled["compile_s"] > 0
         assert compiled["flops"] == eager["flops"] and compiled["time_s"] > 0
+
+
+def test_a_failed_measurement_keeps_the_finished_ones(tmp_path, monkeypatch):
+    """The JSON grows result by result: a run cut short (a failure here; a time limit in
+    benchmarks/gpu_check.sh) keeps what it measured."""
+    import axlstm.benchmark as bench
+
+    measure, calls = bench.measure, []
+
+    def second_fails(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 2:
+            raise MemoryError
+        return measure(**kwargs)
+
+    monkeypatch.setattr(bench, "measure", second_fails)
+    out = tmp_path / "r.json"
+    args = ["benchmark", "--models", "test_axlstm", "--seconds", "0.5", "1", "--reps", "1"]
+    code = main([*args, "--warmup", "0", "--threads", "1", "--no-isolate", "--json", str(out)])
+    assert code == 1  # "out of memory" from the CLI's error handling
+    (kept,) = json.loads(out.read_text())
+    assert (kept["model"], kept["seconds"]) == ("test_axlstm", 0.5) and kept["time_s"] > 0

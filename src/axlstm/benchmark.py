@@ -78,6 +78,19 @@ def _rss_peak_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def _timed(step, reps: int, sync) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of ``reps`` calls of ``step``, each ended by
+    ``sync`` (a device synchronisation, or nothing on CPU)."""
+    times, cpu_times = [], []
+    for _ in range(reps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+    return times, cpu_times
+
+
 def measure(
     model: str,
     seconds: float,
@@ -164,13 +177,7 @@ def measure(
     t_compile = time.perf_counter() - t_compile
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
-    times, cpu_times = [], []
-    for _ in range(reps):
-        t0, c0 = time.perf_counter(), time.process_time()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(time.process_time() - c0)
+    times, cpu_times = _timed(step, reps, sync)
     peak_mem = torch.cuda.max_memory_allocated(dev) if cuda else _rss_peak_bytes()
     median = statistics.median(times)
     gpu = torch.cuda.get_device_name(dev) if cuda else None
@@ -379,6 +386,8 @@ def measure_forms(
                 if form == "parallel" and S > PARALLEL_MAX_LENGTH:
                     entry["error"] = f"not run above {PARALLEL_MAX_LENGTH} tokens"
                     results.append(entry)
+                    if on_result is not None:
+                        on_result(entry)
                     continue
 
                 def once(inputs=inputs, form=form, grad=grad) -> None:
@@ -391,12 +400,7 @@ def measure_forms(
                     for _ in range(warmup):
                         once()
                     sync()
-                    times = []
-                    for _ in range(reps):
-                        t0 = time.perf_counter()
-                        once()
-                        sync()
-                        times.append(time.perf_counter() - t0)
+                    times, _ = _timed(once, reps, sync)
                     entry["time_s"] = statistics.median(times)
                     entry["times_s"] = times
                 except (RuntimeError, MemoryError) as e:  # out of memory, a missing kernel

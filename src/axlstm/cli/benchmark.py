@@ -18,7 +18,7 @@ from axlstm.benchmark import (
 )
 from axlstm.cli.common import nonnegative_int, positive_float, positive_int
 from axlstm.core.errors import UsageError
-from axlstm.core.fileio import check_output_file
+from axlstm.core.fileio import atomic_write_text, check_output_file
 from axlstm.models.compile import COMPILE_MODES
 
 
@@ -98,6 +98,19 @@ def add_parser(sub) -> None:
     p.set_defaults(run=main)
 
 
+def _keeping(path: Path, show):
+    """An ``on_result`` that prints a result and rewrites ``path`` with every result so far:
+    a run stopped by a time limit or a failure keeps the figures it finished."""
+    done: list[dict] = []
+
+    def on_result(r: dict) -> None:
+        done.append(r)
+        atomic_write_text(path, json.dumps(done, indent=2) + "\n")
+        show(r)
+
+    return on_result
+
+
 def main(args: argparse.Namespace) -> int:
     def show(r: dict) -> None:
         print(
@@ -116,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
     results = run(
         args.models, args.seconds, args.mode, batch=args.batch or 1, device=args.device,
         reps=args.reps, warmup=args.warmup, threads=args.threads, precision=args.precision,
-        isolate=False if args.no_isolate else None, on_result=show,
+        isolate=False if args.no_isolate else None, on_result=_keeping(args.json, show),
         flops=args.flops, peak=args.peak_tflops, compile=args.compile,
     )  # fmt: skip
     write_reports(results, args.json, args.markdown, args.csv, args.plot)
@@ -137,7 +150,7 @@ def forms_main(args: argparse.Namespace) -> int:
     results = measure_forms(
         models[0], args.lengths, batch=args.batch or 8, device=args.device,
         precision=args.precision, reps=args.reps, warmup=args.warmup, threads=args.threads,
-        on_result=show,
+        on_result=_keeping(args.json, show),
     )  # fmt: skip
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     table = forms_markdown(results)
