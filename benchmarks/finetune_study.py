@@ -12,7 +12,8 @@ One command measures, on CPU, with no download:
    architecture from random weights (preset ``axlstm_tiny`` with the demo's size overrides);
    mean ± 95 % Student-t interval over the seeds, and the pretrained-minus-random difference
    paired by seed; then variants of the pretrained fine-tuning (``--variants``: the head alone,
-   a lower lr) and both initialisations with a longer schedule (``--long-epochs``);
+   a lower lr) and both initialisations with longer schedules (``--long-epochs``), also with
+   extra settings for both (``--long-variants``, e.g. layer-wise lr decay);
 4. fine-tuning throughput (clips/s, the engine's per-step figure in ``log.jsonl``, median over
    the steps after the first, then over ``--tp-repeats`` runs) of the tiny presets at 1 s and
    2 s clips.
@@ -32,6 +33,11 @@ empty ``--variants`` skip the short runs)::
     python benchmarks/finetune_study.py --out runs/ftlong --cache runs/ftstudy/cache \
         --release runs/ftstudy/release --probe-from runs/ftstudy/probe --only finetune \
         --seeds 0 --variants --long-epochs 64 --long-seeds 3 --long-tasks timbre
+
+Several schedules, each also with layer-wise lr decay for both initialisations::
+
+    python benchmarks/finetune_study.py ... --long-epochs 16 32 64 \
+        --long-variants llrd:optim.layer_decay=0.75
 """
 
 from __future__ import annotations
@@ -257,11 +263,13 @@ def parse_variants(specs: list[str]) -> dict[str, list[str]]:
 def finetune_all(out: Path, env: dict, release: Path, overrides: dict, tasks: list[str],
                  seeds: int, epochs: int, jobs: int, threads: int,
                  variants: dict[str, list[str]] | None = None, variant_seeds: int = 0,
-                 long_epochs: int = 0, long_seeds: int = 0,
-                 long_tasks: list[str] = ()) -> list[dict]:  # fmt: skip
+                 long_epochs: list[int] = (), long_seeds: int = 0,
+                 long_tasks: list[str] = (),
+                 long_variants: dict[str, list[str]] | None = None) -> list[dict]:  # fmt: skip
     """The fine-tuning runs: pretrained and random init for every task and seed; each variant
-    (extra ``--set`` values, pretrained init) for ``variant_seeds`` seeds; both inits with a
-    longer schedule (``long_epochs``) on ``long_tasks`` for ``long_seeds`` seeds."""
+    (extra ``--set`` values, pretrained init) for ``variant_seeds`` seeds; both inits with each
+    longer schedule (``long_epochs``) on ``long_tasks`` for ``long_seeds`` seeds, as they are
+    and with each of ``long_variants`` (extra ``--set`` values for both inits)."""
     todo = []
 
     def add(task, init, seed, model, mo, extra=(), n_epochs=epochs):
@@ -281,11 +289,14 @@ def finetune_all(out: Path, env: dict, release: Path, overrides: dict, tasks: li
         for seed in range(variant_seeds):
             for task in tasks:
                 add(task, f"pretrained+{name}", seed, str(release), None, extra)
-    for seed in range(long_seeds if long_epochs else 0):
-        for task in long_tasks:
-            tag = f"-{long_epochs}ep"
-            add(task, f"pretrained{tag}", seed, str(release), None, n_epochs=long_epochs)
-            add(task, f"random{tag}", seed, "axlstm_tiny", overrides, n_epochs=long_epochs)
+    long_variants = {"": [], **(long_variants or {})}
+    for n_epochs in (n for n in long_epochs if n > 0):
+        for name, extra in long_variants.items():
+            tag = f"-{n_epochs}ep" + (f"+{name}" if name else "")
+            for seed in range(long_seeds):
+                for task in long_tasks:
+                    add(task, f"pretrained{tag}", seed, str(release), None, extra, n_epochs)
+                    add(task, f"random{tag}", seed, "axlstm_tiny", overrides, extra, n_epochs)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(lambda j: finetune_one(j, env), todo))
 
@@ -360,7 +371,7 @@ def tables(study: dict) -> str:
             for r in runs
             if r["init"].startswith("pretrained-")
         }
-        schedules = [("", study["settings"]["epochs"]), *sorted(longer)]
+        schedules = [("", study["settings"]["epochs"]), *sorted(longer, key=lambda t: t[::-1])]
         for task in study["settings"]["tasks"]:
             pr = (probe_res.get("axlstm_pretrained") or {}).get(task)
             n_probe = len(pr["scores"]) if pr and pr.get("scores") else 0
@@ -447,9 +458,13 @@ def main(argv: list[str] | None = None) -> int:
         help="extra fine-tunings of the pretrained release, NAME:key=value[|key=value]",
     )
     p.add_argument("--variant-seeds", type=int, default=3)
-    p.add_argument("--long-epochs", type=int, default=24, help="longer schedule (0: off)")
+    p.add_argument("--long-epochs", type=int, nargs="*", default=[24],
+                   help="longer schedules (none: off)")  # fmt: skip
     p.add_argument("--long-seeds", type=int, default=3)
     p.add_argument("--long-tasks", nargs="+", default=["timbre"])
+    p.add_argument("--long-variants", nargs="*", default=[],
+                   help="the longer schedules also with these --set values, for both inits: "
+                   "NAME:key=value[|key=value]")  # fmt: skip
     p.add_argument(
         "--release",
         type=Path,
@@ -528,7 +543,8 @@ def main(argv: list[str] | None = None) -> int:
                                          args.epochs, args.jobs, args.threads,
                                          parse_variants(args.variants),
                                          args.variant_seeds, args.long_epochs,
-                                         args.long_seeds, args.long_tasks)  # fmt: skip
+                                         args.long_seeds, args.long_tasks,
+                                         parse_variants(args.long_variants))  # fmt: skip
         walls["finetune"] = round(time.perf_counter() - t, 1)
         # the probe and fine-tuning read the same built-in task folders: record their digests
         cache = Path(env["AXLSTM_CACHE"]) / "tasks" / "builtin-scale1"
