@@ -324,6 +324,34 @@ def test_cli_csv(axlstm_dir, audio, tmp_path, capsys):
     assert len(windows) == 11 and float(windows[-1]["end"]) == pytest.approx(3.0)
 
 
+def test_sigterm_between_the_renames_is_held_until_both_are_done(
+    axlstm_dir, audio, tmp_path, monkeypatch, caplog
+):
+    """--timeline writes two files; a signal after the first rename must not leave the
+    second one partial."""
+    import os
+    import signal
+
+    import axlstm.cli.predict as cli_predict
+
+    real = os.replace
+    calls = []
+
+    def replace_then_signal(src, dst):
+        real(src, dst)
+        calls.append(dst)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(cli_predict.os, "replace", replace_then_signal)
+    out = tmp_path / "preds.csv"
+    args = [str(audio / "long.wav"), "--model", str(axlstm_dir), "--out", str(out), "--timeline"]
+    assert main(["predict", *args, "--no-progress", "--device", "cpu"]) == 0
+    assert len(calls) == 2 and out.is_file() and (tmp_path / "preds.timeline.csv").is_file()
+    assert not list(tmp_path.glob("*.partial"))
+    assert "SIGTERM arrived while renaming the finished output" in caplog.text
+
+
 def test_cli_jsonl_with_timeline(ssast_dir, audio, tmp_path):
     out = tmp_path / "preds.jsonl"
     args = [str(audio), "--model", str(ssast_dir), "--out", str(out), "--timeline"]
