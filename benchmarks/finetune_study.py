@@ -394,8 +394,9 @@ def tables(study: dict) -> str:
                     ]
                 )
                 clips = by["pretrained"][0]["test_clips"]
+                variant = f" ({tag.partition('+')[2]})" if "+" in tag else ""
                 lines.append(
-                    f"| {task} ({clips}) | {epochs} | {_cell(pr)} (n={n_probe}) | "
+                    f"| {task} ({clips}) | {epochs}{variant} | {_cell(pr)} (n={n_probe}) | "
                     f"{_cell(pre)} (n={pre['n']}) | {_cell(rnd)} (n={rnd['n']}) | {_cell(diff)} |"
                 )
         lines.append("")
