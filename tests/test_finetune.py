@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from axlstm.cli.main import main
-from axlstm.core.errors import UsageError
+from axlstm.core.errors import ConfigError, UsageError
 from axlstm.engine.optim import WarmupStep
 from axlstm.engine.trainer import TrainerCallback
 from axlstm.finetune.classify import build_classifier, param_groups, set_trainable
@@ -126,6 +126,25 @@ def test_k_fold_runs_report_mean_and_interval(tmp_path):
     for fold in ("fold01", "fold02", "fold03"):
         result = json.loads((tmp_path / "kfold" / fold / "results.json").read_text())
         assert result["reported"] == "final"  # never a best picked on the held-out fold
+
+
+def test_training_subsets_for_label_efficiency(tmp_path, caplog):
+    data = tone_task(tmp_path / "data", per_class=12)  # 8 training clips per class
+    caplog.set_level("INFO", logger="axlstm.recipes.finetune")
+    cfg = cfg_for(data, "schedule.max_steps=1", "data.train_per_class=2")
+    summary = finetune(cfg, tmp_path / "two")
+    run = summary["runs"]["run"]
+    assert run["train_clips"] == 4 and run["test_clips"] == 4  # the test split untouched
+    assert "training on 4 of 16 clips" in caplog.text
+    # the subset follows engine.seed unless data.subset_seed fixes it; k-fold cuts each fold
+    folds = tone_task(tmp_path / "folds", folds=2, per_class=8)
+    cfg = cfg_for(folds, "schedule.max_steps=1", "data.train_fraction=0.5")
+    summary = finetune(cfg, tmp_path / "kfold")
+    assert [r["train_clips"] for r in summary["runs"].values()] == [4, 4]
+    for bad in ("data.train_fraction=0", "data.train_fraction=1.5", "data.train_per_class=0",
+                "data.train_per_class=2.5"):  # fmt: skip
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            cfg_for(data, bad)
 
 
 @pytest.mark.parametrize("mode", ["full", "last_k", "frozen"])

@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from axlstm.core.errors import InputError, UsageError
-from axlstm.finetune.labels import LabelledItem, load_labelled
+from axlstm.finetune.labels import LabelledItem, load_labelled, subset_training
 from test_evaluation_tasks import make_task
 
 
@@ -342,3 +345,53 @@ def test_hear_missing_audio_skipped_or_refused_and_event_tasks_refused(tmp_path)
         load_labelled(
             make_task(tmp_path, "ev", embedding_type="event", evaluation=["event_onset_200ms_fms"])
         )
+
+
+# ------------------------------------------------------------------ training subsets
+def _items(draw_labels: list[tuple[int, ...]]) -> list[LabelledItem]:
+    return [LabelledItem(f"clip{i}.wav", labels) for i, labels in enumerate(draw_labels)]
+
+
+_multiclass = st.lists(st.integers(0, 5).map(lambda c: (c,)), min_size=1, max_size=60)
+_multilabel = st.lists(
+    st.sets(st.integers(0, 5), min_size=1, max_size=3).map(lambda s: tuple(sorted(s))),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    labels=st.one_of(_multiclass, _multilabel),
+    fraction=st.sampled_from([0.05, 0.3, 0.5, 1.0]),
+    per_class=st.one_of(st.none(), st.integers(1, 5)),
+    seed=st.integers(0, 3),
+)
+def test_subset_keeps_every_class_the_source_order_and_its_seed(labels, fraction, per_class, seed):
+    items = _items(labels)
+    sub = subset_training(items, fraction=fraction, per_class=per_class, seed=seed)
+    # a sub-list in source order, every class still trained on
+    positions = [items.index(it) for it in sub]
+    assert positions == sorted(set(positions))
+    assert {c for it in sub for c in it.labels} == {c for it in items for c in it.labels}
+    assert sub == subset_training(items, fraction=fraction, per_class=per_class, seed=seed)
+    if fraction == 1.0 and per_class is None:
+        assert sub == items
+    if all(len(it.labels) == 1 for it in items):  # multiclass: the cap and the share hold
+        full = Counter(it.labels[0] for it in items)
+        got = Counter(it.labels[0] for it in sub)
+        for c, n in full.items():
+            want = max(1, int(fraction * n + 0.5))
+            if per_class is not None:
+                want = min(want, per_class)
+            assert got[c] == want, (c, n)
+
+
+def test_subset_differs_by_seed_and_caps_per_class():
+    items = _items([(c,) for c in range(4) for _ in range(10)])
+    a = subset_training(items, per_class=3, seed=0)
+    b = subset_training(items, per_class=3, seed=1)
+    assert len(a) == len(b) == 12 and a != b
+    assert Counter(it.labels[0] for it in a) == {0: 3, 1: 3, 2: 3, 3: 3}
+    half = subset_training(items, fraction=0.5, seed=0)
+    assert Counter(it.labels[0] for it in half) == {0: 5, 1: 5, 2: 5, 3: 5}

@@ -86,6 +86,11 @@ class FinetuneDataConfig(ConfigBase):
         clip_seconds: training crop length; evaluation uses whole clips, cut into windows of
             this length whose scores are averaged.
         balanced: draw training clips with AudioSet-style weights (rare labels more often).
+        train_fraction, train_per_class: train on a seeded subset of the training clips
+            (label-efficiency studies): about this share of them, stratified by class, then
+            at most this many per class (null: no cap). Every class keeps a clip; validation
+            and test splits are untouched. The draw is seeded by ``subset_seed`` (null:
+            ``engine.seed``, so a seed sweep also varies the subset).
         folds: for k-fold data, the held-out folds to run ("all" or a list of fold names).
         num_workers, prefetch_factor, pin_memory, max_bad_attempts: the loader.
     """
@@ -99,6 +104,9 @@ class FinetuneDataConfig(ConfigBase):
     missing: Literal["skip", "error"] = "skip"
     clip_seconds: float = 2.0
     balanced: bool = False
+    train_fraction: float = 1.0
+    train_per_class: int | None = None
+    subset_seed: int | None = None
     folds: Any = "all"
     num_workers: int = 0
     prefetch_factor: int = 2
@@ -110,6 +118,17 @@ class FinetuneDataConfig(ConfigBase):
             raise ConfigError(f"data.clip_seconds must be positive, got {self.clip_seconds}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ConfigError(f"data.valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(f"data.train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.train_per_class is not None and (
+            isinstance(self.train_per_class, bool)
+            or not isinstance(self.train_per_class, int)
+            or self.train_per_class < 1
+        ):
+            raise ConfigError(
+                f"data.train_per_class must be a positive integer or null, "
+                f"got {self.train_per_class!r}"
+            )
         if self.num_workers < 0 or self.prefetch_factor < 1 or self.max_bad_attempts < 1:
             raise ConfigError("data.num_workers >= 0, prefetch_factor >= 1, max_bad_attempts >= 1")
         if self.folds != "all" and not (

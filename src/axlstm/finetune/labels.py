@@ -47,7 +47,7 @@ from axlstm.core.fileio import check_input_file
 from axlstm.evaluation import UnsupportedTaskError, load_task
 from axlstm.evaluation.tasks import METADATA_NAME
 
-__all__ = ["LabelledData", "LabelledItem", "load_labelled"]
+__all__ = ["LabelledData", "LabelledItem", "load_labelled", "subset_training"]
 
 logger = logging.getLogger(__name__)
 
@@ -330,6 +330,52 @@ def _draw_valid(
         logger.warning("too few training clips per class to draw a validation split")
     train = [item for i, item in enumerate(items) if i not in chosen]
     return train, [item for i, item in enumerate(items) if i in chosen]
+
+
+def subset_training(
+    items: Sequence[LabelledItem],
+    *,
+    fraction: float = 1.0,
+    per_class: int | None = None,
+    seed: int = 0,
+) -> list[LabelledItem]:
+    """A seeded subset of the training clips, for label-efficiency studies: about ``fraction``
+    of them, stratified by class (by the rarest label of a clip for multilabel data), then at
+    most ``per_class`` clips of each class. Every class that has a clip in ``items`` keeps at
+    least one; the subset keeps the source order.
+
+    ``per_class`` caps a multiclass class exactly. With several labels per clip a clip is
+    kept while one of its classes has fewer than ``per_class`` clips, so a frequent class can
+    exceed the cap through clips kept for rarer ones.
+    """
+    items = list(items)
+    if fraction >= 1.0 and per_class is None:
+        return items
+    count = Counter(c for item in items for c in item.labels)
+    rng = np.random.default_rng(seed)
+    order = [int(i) for i in rng.permutation(len(items))]
+    keep = set(order)
+    if fraction < 1.0:
+        groups: dict[int, list[int]] = {}
+        for i in order:  # each group in the seeded order
+            groups.setdefault(min(items[i].labels, key=lambda c: (count[c], c)), []).append(i)
+        keep = set()
+        for idx in groups.values():
+            keep.update(idx[: max(1, int(fraction * len(idx) + 0.5))])
+    if per_class is not None:
+        held: Counter[int] = Counter()
+        capped: set[int] = set()
+        for i in order:
+            if i in keep and any(held[c] < per_class for c in items[i].labels):
+                capped.add(i)
+                held.update(items[i].labels)
+        keep = capped
+    have = Counter(c for i in keep for c in items[i].labels)
+    for i in order:  # give every class its clip back (multilabel: one lost in the draw)
+        if any(have[c] == 0 for c in items[i].labels):
+            keep.add(i)
+            have.update(items[i].labels)
+    return [items[i] for i in sorted(keep)]
 
 
 def _class_counts(items: Sequence[LabelledItem], num_classes: int) -> np.ndarray:

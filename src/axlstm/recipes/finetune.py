@@ -45,7 +45,7 @@ from axlstm.evaluation.cache import default_cache_dir
 from axlstm.evaluation.stats import mean_ci
 from axlstm.finetune.config import FinetuneConfig
 from axlstm.finetune.data import clip_windows
-from axlstm.finetune.labels import LabelledData, LabelledItem, load_labelled
+from axlstm.finetune.labels import LabelledData, LabelledItem, load_labelled, subset_training
 from axlstm.finetune.release import save_classifier
 from axlstm.finetune.scoring import score_clips
 from axlstm.finetune.task import AVERAGED_NAME, BEST_NAME, FineTuneTask
@@ -102,7 +102,33 @@ def resolve_data(cfg: FinetuneConfig) -> LabelledData:
 
 
 def _runs(cfg: FinetuneConfig, data: LabelledData) -> list[tuple[str, dict[str, list]]]:
-    """(name, splits) of every engine run: one, or one per held-out fold."""
+    """(name, splits) of every engine run: one, or one per held-out fold; the training split
+    cut to ``data.train_fraction`` / ``data.train_per_class`` where those are set."""
+    d = cfg.data
+    if d.train_fraction >= 1.0 and d.train_per_class is None:
+        return _all_runs(cfg, data)
+    seed = cfg.engine.seed if d.subset_seed is None else d.subset_seed
+    runs = []
+    for name, splits in _all_runs(cfg, data):
+        full = splits["train"]
+        train = subset_training(full, fraction=d.train_fraction, per_class=d.train_per_class,
+                                seed=seed)  # fmt: skip
+        logger.info(
+            "%straining on %d of %d clips (data.train_fraction=%g, data.train_per_class=%s, "
+            "subset seed %d)",
+            f"{name}: " if name else "",
+            len(train),
+            len(full),
+            d.train_fraction,
+            d.train_per_class,
+            seed,
+        )
+        runs.append((name, {**splits, "train": train}))
+    return runs
+
+
+def _all_runs(cfg: FinetuneConfig, data: LabelledData) -> list[tuple[str, dict[str, list]]]:
+    """(name, splits) of every engine run, with every training clip."""
     if not data.folds:
         splits = {k: data.splits.get(k, []) for k in ("train", "valid", "test")}
         if not splits["test"]:
@@ -225,6 +251,7 @@ def _test_and_release(cfg, data, task, model, splits, run_dir: Path) -> dict[str
         "reported": reported,
         "release": str(release),
         "weights_released": chosen,
+        "train_clips": len(splits["train"]),
         "test_clips": len(clips.kept),
         "test_failed": clips.failed,
         "best_step": task.best_step,
