@@ -38,6 +38,12 @@ Several schedules, each also with layer-wise lr decay for both initialisations::
 
     python benchmarks/finetune_study.py ... --long-epochs 16 32 64 \
         --long-variants llrd:optim.layer_decay=0.75
+
+Label efficiency: only 4 labelled clips per class, for the same number of steps, and not
+the whole training split again::
+
+    python benchmarks/finetune_study.py ... --long-epochs 32 --long-per-class 4 \
+        --skip-long-plain
 """
 
 from __future__ import annotations
@@ -190,6 +196,19 @@ def ft_overrides(epochs: int, seed: int, threads: int) -> list[str]:
             f"validation.average_from={first}", f"validation.average_to={epochs}"]  # fmt: skip
 
 
+def label_budget(task: str, per_class: int) -> list[str]:
+    """``--set`` values that train on ``per_class`` labelled clips per class (seeded by
+    ``engine.seed``) for as many optimiser steps as the whole training split would give: an
+    epoch keeps the full data's length, so both budgets are measured in the same steps."""
+    from axlstm.evaluation.builtin import BUILTIN_TASKS
+    from axlstm.recipes.finetune import load_finetune_config
+
+    batch = load_finetune_config("debug").optim.global_batch
+    full = BUILTIN_TASKS[task].split_sizes()["train"]
+    steps = max(1, full // batch)
+    return [f"data.train_per_class={per_class}", f"schedule.steps_per_epoch={steps}"]
+
+
 def ft_command(model: str, task: str, run: Path, epochs: int, seed: int, threads: int,
                model_overrides: dict | None, extra: list[str] = ()) -> list[str]:  # fmt: skip
     sets = ft_overrides(epochs, seed, threads) + list(extra)
@@ -242,6 +261,7 @@ def finetune_one(job: dict, env: dict) -> dict:
         "acc_best": res["scores"].get("best", {}).get("acc"),
         "acc_averaged": res["scores"].get("averaged", {}).get("acc"),
         "best_step": res["best_step"],
+        "train_clips": res.get("train_clips"),
         "test_clips": res["test_clips"],
         "trainable_parameters": int(m.group(2)) if m else None,
         "wall_s": round(wall, 1) if wall is not None else None,
@@ -265,11 +285,14 @@ def finetune_all(out: Path, env: dict, release: Path, overrides: dict, tasks: li
                  variants: dict[str, list[str]] | None = None, variant_seeds: int = 0,
                  long_epochs: list[int] = (), long_seeds: int = 0,
                  long_tasks: list[str] = (),
-                 long_variants: dict[str, list[str]] | None = None) -> list[dict]:  # fmt: skip
+                 long_variants: dict[str, list[str]] | None = None,
+                 per_class: list[int] = (), long_plain: bool = True) -> list[dict]:  # fmt: skip
     """The fine-tuning runs: pretrained and random init for every task and seed; each variant
     (extra ``--set`` values, pretrained init) for ``variant_seeds`` seeds; both inits with each
     longer schedule (``long_epochs``) on ``long_tasks`` for ``long_seeds`` seeds, as they are
-    and with each of ``long_variants`` (extra ``--set`` values for both inits)."""
+    and with each of ``long_variants`` (extra ``--set`` values for both inits), and with
+    ``per_class`` labelled clips per class (``kN``: :func:`label_budget`). ``long_plain=False``
+    leaves out the longer schedules' runs without a variant."""
     todo = []
 
     def add(task, init, seed, model, mo, extra=(), n_epochs=epochs):
@@ -289,12 +312,16 @@ def finetune_all(out: Path, env: dict, release: Path, overrides: dict, tasks: li
         for seed in range(variant_seeds):
             for task in tasks:
                 add(task, f"pretrained+{name}", seed, str(release), None, extra)
-    long_variants = {"": [], **(long_variants or {})}
+    per_task = {name: (lambda task, e=extra: e) for name, extra in (long_variants or {}).items()}
+    per_task.update({f"k{k}": (lambda task, k=k: label_budget(task, k)) for k in per_class})
+    if long_plain:
+        per_task = {"": lambda task: [], **per_task}
     for n_epochs in (n for n in long_epochs if n > 0):
-        for name, extra in long_variants.items():
+        for name, extra_for in per_task.items():
             tag = f"-{n_epochs}ep" + (f"+{name}" if name else "")
             for seed in range(long_seeds):
                 for task in long_tasks:
+                    extra = extra_for(task)
                     add(task, f"pretrained{tag}", seed, str(release), None, extra, n_epochs)
                     add(task, f"random{tag}", seed, "axlstm_tiny", overrides, extra, n_epochs)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -467,6 +494,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="the longer schedules also with these --set values, for both inits: "
                    "NAME:key=value[|key=value]")  # fmt: skip
     p.add_argument(
+        "--long-per-class",
+        type=int,
+        nargs="*",
+        default=[],
+        help="the longer schedules also with only K labelled training clips per "
+        "class (variant kK; an epoch keeps the whole split's steps), for both inits",
+    )
+    p.add_argument(
+        "--skip-long-plain",
+        action="store_true",
+        help="run the longer schedules only with the variants and --long-per-class",
+    )
+    p.add_argument(
         "--release",
         type=Path,
         help="fine-tune this exported release instead of pretraining one into OUT/release "
@@ -545,7 +585,9 @@ def main(argv: list[str] | None = None) -> int:
                                          parse_variants(args.variants),
                                          args.variant_seeds, args.long_epochs,
                                          args.long_seeds, args.long_tasks,
-                                         parse_variants(args.long_variants))  # fmt: skip
+                                         parse_variants(args.long_variants),
+                                         args.long_per_class,
+                                         not args.skip_long_plain)  # fmt: skip
         walls["finetune"] = round(time.perf_counter() - t, 1)
         # the probe and fine-tuning read the same built-in task folders: record their digests
         cache = Path(env["AXLSTM_CACHE"]) / "tasks" / "builtin-scale1"
