@@ -180,6 +180,27 @@ def test_param_groups_scale_layers_and_head():
     assert scale[id(named["mlp_head.1.weight"])] == (3.0, 0.05)
 
 
+def test_ssamba_layers_are_pairs_of_blocks_for_last_k_and_layer_decay():
+    encoder = create_model("test_ssamba", depth=8)  # 8 Vim blocks, 4 layers (pairs)
+    model = build_classifier(FinetuneModelConfig(source="test_ssamba"), encoder, 3, 64)
+    assert model.encoder.num_layers == 4
+    example = torch.zeros(1, 1, 64, 128)
+    set_trainable(model, "last_k", 1, example)
+    trained = {n.split(".")[2] for n, p in model.named_parameters()
+               if p.requires_grad and n.startswith("encoder.layers.")}  # fmt: skip
+    assert trained == {"6", "7"}  # the last pair, nothing before it
+    with pytest.raises(ConfigError, match="4 layers"):
+        set_trainable(model, "last_k", 5, example)
+    set_trainable(model, "full", 1, example)
+    groups = param_groups(model, 0.05, head_lr_mult=1.0, layer_decay=0.5)
+    assert max(g["lr_scale"] for g in groups) == 1.0  # never above the peak
+    scale = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    for block in range(8):  # layer i = blocks 2i and 2i+1: depth i + 1 of L + 1 = 5
+        w = next(n for n in named if n.startswith(f"encoder.layers.{block}."))
+        assert scale[id(named[w])] == 0.5 ** (4 - block // 2), w
+
+
 def test_step_schedule_is_multistep_by_epoch():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = WarmupStep(opt, 1.0, 0, 100, steps_per_epoch=10, start=2, every=2, factor=0.5)

@@ -53,18 +53,25 @@ def build_classifier(
     return clf.train()
 
 
-def block_index(name: str, num_layers: int) -> int:
+def block_index(name: str, num_layers: int, blocks_per_layer: int = 1) -> int:
     """Depth of a classifier parameter for layer-wise decay: 0 for the embeddings (patch
-    projection, positions, cls tokens), ``i + 1`` for block ``i``, ``num_layers + 1`` for the
-    final norm and the head."""
+    projection, positions, cls tokens), ``i + 1`` for layer ``i`` (blocks
+    ``i * blocks_per_layer`` ... of it: SSAMBA's layer is a pair of Vim blocks),
+    ``num_layers + 1`` for the final norm and the head."""
     if name.startswith("mlp_head."):
         return num_layers + 1
     m = _BLOCK.match(name)
     if m:
-        return int(m.group(1)) + 1
+        return int(m.group(1)) // blocks_per_layer + 1
     if re.search(r"(patch_embed|pos_embed|cls_token|dist_token)", name):
         return 0
     return num_layers + 1  # final norms
+
+
+def _layers(model: AudioClassifier) -> tuple[int, int]:
+    """(layers, blocks per layer) of the classifier's encoder."""
+    encoder = model.encoder
+    return int(encoder.num_layers), int(getattr(encoder, "blocks_per_layer", 1))
 
 
 def _used_parameters(model: AudioClassifier, example: torch.Tensor) -> set[str]:
@@ -94,9 +101,9 @@ def set_trainable(
     """
     if mode not in ("full", "last_k", "frozen"):
         raise ConfigError(f"unknown model.mode {mode!r}; use full, last_k or frozen")
-    num_layers = model.encoder.num_layers
+    num_layers, per = _layers(model)
     if mode == "last_k" and last_k > num_layers:
-        raise ConfigError(f"model.last_k={last_k} but the encoder has {num_layers} blocks")
+        raise ConfigError(f"model.last_k={last_k} but the encoder has {num_layers} layers")
     for p in model.parameters():
         p.requires_grad_(True)
     used = _used_parameters(model, example)
@@ -107,7 +114,7 @@ def set_trainable(
             p.requires_grad_(False)
             counts["unused"] += p.numel()
             continue
-        train = block_index(name, num_layers) >= first_trained
+        train = block_index(name, num_layers, per) >= first_trained
         if mode == "frozen":
             train = name.startswith("mlp_head.")
         p.requires_grad_(train)
@@ -133,12 +140,12 @@ def param_groups(
     ``lr_scale = layer_decay ** (L + 1 - depth)`` (times ``head_lr_mult`` for the head) and
     weight decay on matrices only (not on biases, norms and 1-d tensors), or on every
     parameter with ``decay_all`` (the SSAST/SSAMBA optimisers)."""
-    num_layers = model.encoder.num_layers
+    num_layers, per = _layers(model)
     groups: dict[tuple[int, bool, bool], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        depth = block_index(name, num_layers)
+        depth = block_index(name, num_layers, per)
         head = name.startswith("mlp_head.")
         decay = decay_all or (p.ndim > 1 and not name.endswith(".bias"))
         key = (depth, head, decay)

@@ -43,10 +43,11 @@ class FinetuneModelConfig(ConfigBase):
         fstride, tstride: patch strides of the original SSAST/SSAMBA fine-tuning model
             (overlapping patches, 10 in the papers' recipes); null keeps the pretraining ones.
             Other families ignore them.
-        mode: "full" (every encoder weight trains), "last_k" (the last ``last_k`` blocks, the
+        mode: "full" (every encoder weight trains), "last_k" (the last ``last_k`` layers, the
             final norm and the head) or "frozen" (the head only: a linear probe through
             LayerNorm).
-        last_k: blocks trained with ``mode: last_k``.
+        last_k: layers trained with ``mode: last_k``, counted as ``num_layers`` counts them
+            (a block; for SSAMBA a pair of Vim blocks).
     """
 
     source: str = "test_axlstm"

@@ -48,6 +48,10 @@ class EncoderBase(nn.Module):
     def num_layers(self) -> int:
         return self.config.depth
 
+    #: consecutive ``blocks.N``/``layers.N`` modules that make one of :attr:`num_layers`
+    #: (fine-tuning's ``last_k`` and layer-wise lr decay count layers, not modules)
+    blocks_per_layer: ClassVar[int] = 1
+
     @property
     def num_prefix_tokens(self) -> int:
         return 1

@@ -187,6 +187,8 @@ class SSAMBA(SSASTFramework):
     config_class: ClassVar[type] = SSAMBAConfig
     release_class: ClassVar[str] = "ssamba"
 
+    blocks_per_layer: ClassVar[int] = 2  # a layer is a pair of Vim blocks
+
     @property
     def num_layers(self) -> int:
         return self.config.depth // 2
