@@ -139,3 +139,48 @@ def test_normalized_scores():
     assert out == pytest.approx({"m1": 0.0, "m2": 100.0, "m3": 50.0})
     tied = normalized_scores({"a": {"t": 0.5}, "b": {"t": 0.5}})
     assert tied == {"a": 100.0, "b": 100.0}
+
+
+def test_d_prime_of_the_macro_auc_is_ssasts_and_differs_from_hears_average():
+    from axlstm.evaluation.metrics import d_prime_of_auc
+
+    assert d_prime_of_auc(0.75) == pytest.approx(math.sqrt(2) * 0.6744897501960817)
+    assert d_prime_of_auc(0.5) == 0.0 and math.isnan(d_prime_of_auc(math.nan))
+    assert 7.0 < d_prime_of_auc(1.0) < 7.6  # clipped as the per-class d' is
+    # class 0 AUC 3/4, class 1 AUC 1: SSAST d'(mean AUC 7/8) != HEAR mean of per-class d'
+    s = torch.tensor([0.9, 0.8, 0.7, 0.1])
+    y = torch.tensor([1, 0, 1, 0])
+    preds = torch.stack([s, torch.tensor([0.9, 0.1, 0.8, 0.2])], dim=1)
+    targets = torch.stack([y, y], dim=1)
+    assert aucroc(preds, targets) == pytest.approx(0.875)
+    ssast = d_prime_of_auc(aucroc(preds, targets))
+    assert ssast == pytest.approx(math.sqrt(2) * 1.1503493803760079)  # Phi^-1(0.875)
+    assert d_prime(preds, targets) == pytest.approx(
+        (d_prime_of_auc(0.75) + d_prime_of_auc(1.0)) / 2
+    )
+    assert d_prime(preds, targets) > ssast + 2.0
+
+
+def test_fine_tuning_scores_report_ssasts_d_prime():
+    from axlstm.evaluation.metrics import d_prime_of_auc
+    from axlstm.finetune.data import ClipWindows
+    from axlstm.finetune.scoring import score_clips
+
+    logits = torch.tensor([[2.0, -1.0], [1.5, 1.0], [0.5, 0.8], [-2.0, -0.5]])  # AUC 3/4 and 1
+
+    class Fixed(torch.nn.Module):  # the window's first input value picks its logits row
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return logits[x[:, 0, 0, 0].long()] + self.w
+
+    windows = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 2, 3).contiguous()
+    clips = ClipWindows(windows, torch.arange(4), torch.zeros(4), [1.0] * 4, {}, [0, 1, 2, 3])
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    scores, probs = score_clips(Fixed(), clips, targets, multilabel=True)
+    assert scores["aucroc"] == pytest.approx(aucroc(probs, targets))
+    assert scores["aucroc"] == pytest.approx(0.875)
+    assert scores["d_prime"] == pytest.approx(d_prime_of_auc(0.875))  # not HEAR's d_prime
+    assert scores["d_prime"] < d_prime(probs, targets) - 2.0

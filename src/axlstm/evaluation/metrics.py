@@ -30,6 +30,7 @@ __all__ = [
     "average_precision",
     "chroma_accuracy",
     "d_prime",
+    "d_prime_of_auc",
     "mean_average_precision",
     "roc_auc",
     "score",
@@ -145,6 +146,15 @@ def d_prime(predictions: Any, targets: Any) -> float:
         return math.nan
     auc = torch.tensor(aucs, dtype=torch.float64).clamp(_AUC_EPS, 1.0 - _AUC_EPS)
     return float((math.sqrt(2.0) * torch.special.ndtri(auc)).mean())
+
+
+def d_prime_of_auc(auc: float) -> float:
+    """``sqrt(2) Φ⁻¹(auc)`` of one AUC, clipped as :func:`d_prime` clips. SSAST and AST
+    report this of the macro AUC (``d_prime(mAUC)``), where HEAR averages per-class d′."""
+    if math.isnan(auc):
+        return math.nan
+    a = min(max(float(auc), _AUC_EPS), 1.0 - _AUC_EPS)
+    return float(math.sqrt(2.0) * torch.special.ndtri(torch.tensor(a, dtype=torch.float64)))
 
 
 #: Scene scores by their HEAR names (``task_metadata.json`` "evaluation"); all are maximised.

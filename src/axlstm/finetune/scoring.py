@@ -8,11 +8,13 @@ Metrics (computed by :mod:`axlstm.evaluation.metrics`, as hear-eval-kit names th
 - multiclass: ``acc`` (top-1) and ``top5`` (a hit when the true class is among the five most
   probable; with five classes or fewer it is 1);
 - multilabel: ``mAP`` (macro average precision), ``aucroc`` (macro ROC AUC) and ``d_prime``
-  (``sqrt(2) * Phi^-1(AUC)`` per class, averaged), the scores SSAST and SSAMBA report for
+  (``sqrt(2) * Phi^-1(aucroc)``: of the macro AUC, as SSAST and AST compute it, not the
+  per-class average that HEAR's probe reports), the scores SSAST and SSAMBA report for
   AudioSet. Classes without a positive in the evaluated split are left out of mAP, and
-  classes without both positives and negatives out of AUC and d-prime. SSAST averages over
-  every class (its AudioSet evaluation set has positives for all 527), so on such a split
-  the two conventions agree;
+  classes without both positives and negatives out of AUC (hence d-prime). SSAST averages
+  over every class: its AudioSet evaluation set has positives and negatives for all 527, so
+  on such a split the two agree, and on a split where a class lacks them SSAST's own code
+  stops with an error;
 - always ``loss``: the mean cross-entropy (multiclass) or binary cross-entropy (multilabel)
   of the clip probabilities.
 """
@@ -25,7 +27,12 @@ import torch
 from torch import nn
 
 from axlstm.core.errors import AxlstmError
-from axlstm.evaluation.metrics import aucroc, d_prime, mean_average_precision, top1_accuracy
+from axlstm.evaluation.metrics import (
+    aucroc,
+    d_prime_of_auc,
+    mean_average_precision,
+    top1_accuracy,
+)
 from axlstm.finetune.data import ClipWindows
 
 __all__ = ["clip_probabilities", "score_clips", "top_k_accuracy", "window_logits"]
@@ -96,11 +103,8 @@ def score_clips(
     t = targets.float()
     scores = {"loss": _loss(probs, t, multilabel)}
     if multilabel:
-        scores.update(
-            mAP=mean_average_precision(probs, t),
-            aucroc=aucroc(probs, t),
-            d_prime=d_prime(probs, t),
-        )
+        auc = aucroc(probs, t)
+        scores.update(mAP=mean_average_precision(probs, t), aucroc=auc, d_prime=d_prime_of_auc(auc))
     else:
         scores.update(acc=top1_accuracy(probs, t), top5=top_k_accuracy(probs, t, 5))
     return {k: v for k, v in scores.items() if not math.isnan(v)}, probs
