@@ -4,7 +4,6 @@ training modes and learning-rate layout, the losses, the step schedule."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,9 @@ from axlstm.engine.optim import WarmupStep
 from axlstm.engine.trainer import TrainerCallback
 from axlstm.finetune.classify import build_classifier, param_groups, set_trainable
 from axlstm.finetune.config import FinetuneModelConfig
+from axlstm.finetune.labels import load_labelled
 from axlstm.finetune.release import load_classifier
+from axlstm.finetune.task import FineTuneTask
 from axlstm.models import create_model
 from axlstm.recipes.finetune import finetune, load_finetune_config
 
@@ -211,10 +212,59 @@ def test_step_schedule_is_multistep_by_epoch():
 
 def test_losses(tmp_path):
     data = tone_task(tmp_path / "data")
-    for kind in ("bce", "ce"):
-        cfg = cfg_for(data, f"loss.kind={kind}", "loss.label_smoothing=0.1", "schedule.epochs=1")
-        summary = finetune(cfg, tmp_path / kind)
-        assert math.isfinite(summary["scores"]["loss"]["mean"])
+    labelled = load_labelled(str(data))
+    splits = {"train": labelled.splits["train"], "valid": []}
+    logits = torch.tensor([[2.0, -1.0], [0.5, 1.5]])
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return logits
+
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    spec, g = torch.zeros(2, 1, 4, 4), torch.Generator().manual_seed(0)
+    no_aug = ["augment.mixup=0", "augment.shift=0"]
+
+    def loss(*sets):
+        task = FineTuneTask(cfg_for(data, *no_aug, *sets), labelled, splits)
+        return float(task.training_loss(Fixed(), spec, g, y))
+
+    logp = torch.log_softmax(logits, dim=1)
+    assert loss("loss.kind=ce") == pytest.approx(float(-(y * logp).sum(1).mean()))
+    smooth = 0.9 * y + 0.1 / 2  # (1 - e) y + e / K
+    assert loss("loss.kind=ce", "loss.label_smoothing=0.1") == pytest.approx(
+        float(-(smooth * logp).sum(1).mean())
+    )
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+    assert loss("loss.kind=bce") == pytest.approx(float(bce))
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        cfg_for(data, "loss.kind=bce", "loss.label_smoothing=0.1")
+
+
+def test_weight_averaging_and_data_without_a_test_split(tmp_path, monkeypatch):
+    data = tone_task(tmp_path / "data")  # 8 training clips: 2 steps per epoch at batch 4
+    data.write_text(data.read_text().replace(",test\n", ",valid\n"))
+    seen = []
+    accumulate = FineTuneTask._accumulate
+
+    def record(self, model, run_dir):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        accumulate(self, model, run_dir)
+
+    monkeypatch.setattr(FineTuneTask, "_accumulate", record)
+    sets = ("validation.average_from=2", "validation.average_to=3")
+    summary = finetune(cfg_for(data, *sets), tmp_path / "avg")
+    run = summary["runs"]["run"]
+    assert len(seen) == 2  # validations at the ends of epochs 2 and 3 of 3
+    averaged = torch.load(tmp_path / "avg" / "averaged.pt", weights_only=True)
+    for k, v in averaged.items():
+        mean = (seen[0][k].double() + seen[1][k].double()) / 2
+        assert torch.equal(v, mean.to(v.dtype)), k
+    assert run["reported"] == "averaged" and run["weights_released"] == "averaged"
+    # no test split: the valid clips are scored, and a best picked on them is never reported
+    plain = finetune(cfg_for(data), tmp_path / "plain")["runs"]["run"]
+    assert "best" in plain["scores"] and plain["weights_released"] == "best"
+    assert plain["reported"] == "final"
+    assert plain["test_clips"] == 4  # the valid split (2 valid + 2 former test clips)
 
 
 @pytest.mark.parametrize("family", ["test_ssast_orig", "test_ssamba", "test_ssast", "test_ssam"])

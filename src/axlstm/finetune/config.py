@@ -187,6 +187,11 @@ class LossConfig(ConfigBase):
     def validate(self) -> None:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"loss.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.kind == "bce" and self.label_smoothing:
+            raise ConfigError(
+                "loss.label_smoothing applies to multiclass cross-entropy only; "
+                "with loss.kind=bce set it to 0"
+            )
 
 
 @dataclass

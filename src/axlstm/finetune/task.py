@@ -70,6 +70,12 @@ class FineTuneTask:
         self.valid_items = list(splits.get("valid") or [])
         self.num_classes = len(data.vocabulary)
         self.multilabel = data.multilabel
+        if self.multilabel and cfg.loss.kind == "auto" and cfg.loss.label_smoothing:
+            logger.warning(
+                "loss.label_smoothing=%g is not used: %s is multilabel (binary cross-entropy)",
+                cfg.loss.label_smoothing,
+                data.source,
+            )
         monitor = cfg.validation.monitor
         if monitor == "auto":
             monitor = "mAP" if self.multilabel else "acc"

@@ -132,6 +132,11 @@ def _all_runs(cfg: FinetuneConfig, data: LabelledData) -> list[tuple[str, dict[s
     if not data.folds:
         splits = {k: data.splits.get(k, []) for k in ("train", "valid", "test")}
         if not splits["test"]:
+            logger.info(
+                "%s has no test split: the valid split is scored as test, and the score reported "
+                "is that of the final (or averaged) weights, not of the best on valid",
+                data.source,
+            )
             splits["test"] = splits["valid"]
         if not splits["test"]:
             logger.warning(
@@ -243,9 +248,12 @@ def _test_and_release(cfg, data, task, model, splits, run_dir: Path) -> dict[str
         clip_seconds=cfg.data.clip_seconds,
         provenance={"source": "axlstm finetune", "weights": chosen, "data": data.source},
     )
-    # the reported score: k-fold data report the final (or averaged) weights, never a
-    # per-fold best picked on the held-out fold itself
-    reported = "averaged" if "averaged" in scores else ("final" if data.folds else chosen)
+    # the reported score: k-fold data, and data whose test split is its valid split, report
+    # the final (or averaged) weights, never a best picked on the clips it is scored on
+    picked_on_test = bool(data.folds) or (
+        bool(splits["valid"]) and splits["test"] == splits["valid"]
+    )
+    reported = "averaged" if "averaged" in scores else ("final" if picked_on_test else chosen)
     result = {
         "scores": scores,
         "reported": reported,
