@@ -99,6 +99,8 @@ BAD_MODELS = [
     ("test_ssamba", {"dt_rank": -1}, "dt_rank", "-1"),
     ("test_ssamba", {"norm_eps": 0}, "norm_eps", "0"),
     ("test_ssamba", {"drop_path_rate": 1.5}, "drop_path_rate", "1.5"),
+    ("test_axlstm", {"drop_path_rate": 1.0}, "drop_path_rate", "1.0"),
+    ("test_ssast", {"drop_path_rate": -0.1}, "drop_path_rate", "-0.1"),
     ("test_ssamba", {"depth": 3}, "depth", "3"),
 ]
 

@@ -191,3 +191,40 @@ def test_load_model_errors(tmp_path):
         axlstm.load_model(tmp_path / "rel2", embed_dim=64)
     loaded = axlstm.load_model(tmp_path / "rel2", frame_layout="official")
     assert loaded.config.frame_layout == "official"
+
+
+@pytest.mark.parametrize("name", ["test_axlstm", "test_ssast", "test_ssam"])
+def test_drop_path_in_training_only(name):
+    plain = axlstm.create_model(name, depth=3)
+    dropped = axlstm.create_model(name, depth=3, drop_path_rate=0.5)
+    dropped.load_state_dict(plain.state_dict())  # drop path adds no weights
+    assert [b.drop_path for b in dropped.blocks] == [0.0, 0.25, 0.5]  # linear from 0
+    assert [b.drop_path for b in plain.blocks] == [0.0, 0.0, 0.0]
+    x = torch.randn(16, 1, 64, 80, generator=torch.Generator().manual_seed(0))
+    plain.eval(), dropped.eval()
+    assert torch.equal(
+        plain.forward_features(x), dropped.forward_features(x)
+    )  # evaluation: exactly the model without it
+    plain.train(), dropped.train()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        ref, out = plain.forward_features(x), dropped.forward_features(x)
+        torch.manual_seed(0)
+        again = dropped.forward_features(x)
+    assert torch.equal(out, again)  # seeded
+    # a block drops its whole branch for some samples (output = input) and scales it by
+    # 1 / keep for the others
+    block = dropped.blocks[2]  # rate 0.5
+    tokens = torch.randn(64, 10, dropped.embed_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        branch = block.eval()(tokens) - tokens
+        torch.manual_seed(0)
+        y = block.train()(tokens)
+    kept = [not torch.equal(y[i], tokens[i]) for i in range(64)]
+    if name == "test_ssast":  # two branches, each dropped: the input comes out for about 1/4
+        assert 4 < 64 - sum(kept) < 32
+        return
+    assert 10 < sum(kept) < 54  # about half of 64
+    k = torch.tensor(kept)
+    # tolerance: the branch is recovered as (x + f(x)) - x, exact up to float32 rounding of x
+    torch.testing.assert_close(y[k], tokens[k] + branch[k] / 0.5, rtol=1e-5, atol=1e-5)

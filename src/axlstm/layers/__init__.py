@@ -1,6 +1,7 @@
 """Building blocks shared by every backbone: patches, positions, norms, mLSTM and attention."""
 
 from axlstm.layers.attention import Attention, FeedForward, TransformerBlock
+from axlstm.layers.drop import drop_path, drop_path_rates
 from axlstm.layers.mamba import BiMambaMixer, MambaBlock, MambaMixer
 from axlstm.layers.mlstm import mlstm_parallel, mlstm_recurrent
 from axlstm.layers.norms import MultiHeadNorm, OffsetLayerNorm
@@ -23,6 +24,8 @@ __all__ = [
     "TransformerBlock",
     "ViLBlock",
     "ViLLayer",
+    "drop_path",
+    "drop_path_rates",
     "mlstm_parallel",
     "mlstm_recurrent",
     "patchify",

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axlstm.layers.drop import drop_path
+
 
 class Attention(nn.Module):
     """Multi-head self-attention with a fused (SDPA) or an eager implementation.
@@ -52,10 +54,19 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """x + Attn(LN(x)), then x + MLP(LN(x)); LayerNorm eps 1e-6, exact GELU, no dropout."""
+    """x + Attn(LN(x)), then x + MLP(LN(x)); LayerNorm eps 1e-6, exact GELU, no dropout;
+    with ``drop_path`` > 0 each branch is dropped per sample in training (stochastic depth)."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, attn_impl: str = "sdpa"):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        attn_impl: str = "sdpa",
+        drop_path: float = 0.0,
+    ):
         super().__init__()
+        self.drop_path = drop_path
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads, impl=attn_impl)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
@@ -71,5 +82,8 @@ class TransformerBlock(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_path and self.training:
+            x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, True)
+            return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, True)
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axlstm.layers.drop import drop_path
 from axlstm.layers.scan import SCAN_IMPLS, scan_dtype, selective_scan
 
 logger = logging.getLogger(__name__)
@@ -302,6 +303,7 @@ class MambaBlock(nn.Module):
         n_layer: depth of the stack, for the GPT-2 rescaling of ``out_proj`` (1/√n_layer).
         residual_in_fp32: keep the residual sum in fp32.
         norm_eps: LayerNorm epsilon.
+        drop_path: stochastic-depth rate of the mixer branch (training only).
         **mixer_kwargs: :class:`MambaMixer` options (d_state, d_conv, expand, dt_rank, ...).
     """
 
@@ -311,9 +313,11 @@ class MambaBlock(nn.Module):
         n_layer: int = 1,
         residual_in_fp32: bool = True,
         norm_eps: float = 1e-5,
+        drop_path: float = 0.0,
         **mixer_kwargs,
     ) -> None:
         super().__init__()
+        self.drop_path = drop_path
         self.n_layer = n_layer
         self.residual_in_fp32 = residual_in_fp32
         self.norm = nn.LayerNorm(dim, eps=norm_eps)
@@ -330,7 +334,7 @@ class MambaBlock(nn.Module):
         self.mixer.rescale_out_proj(self.n_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.mixer(self.norm(x))
+        h = drop_path(self.mixer(self.norm(x)), self.drop_path, self.training)
         if self.residual_in_fp32:
             return scan_dtype(x) + scan_dtype(h)
         return x + h

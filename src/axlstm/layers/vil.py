@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from axlstm.layers.drop import drop_path
 from axlstm.layers.mlstm import mlstm, mlstm_carried
 from axlstm.layers.norms import MultiHeadNorm, OffsetLayerNorm
 
@@ -294,11 +295,15 @@ class ViLLayer(nn.Module):
 
 
 class ViLBlock(nn.Module):
-    """x + layer(norm(x)), with the token order reversed around the layer when ``reverse``."""
+    """x + layer(norm(x)), with the token order reversed around the layer when ``reverse``;
+    with ``drop_path`` > 0 the branch is dropped per sample in training (stochastic depth)."""
 
-    def __init__(self, dim: int, reverse: bool = False, **layer_kwargs) -> None:
+    def __init__(
+        self, dim: int, reverse: bool = False, drop_path: float = 0.0, **layer_kwargs
+    ) -> None:
         super().__init__()
         self.reverse = reverse
+        self.drop_path = drop_path
         self.norm = OffsetLayerNorm(dim, bias=False, eps=1e-5)
         self.layer = ViLLayer(dim, **layer_kwargs)
 
@@ -314,7 +319,7 @@ class ViLBlock(nn.Module):
             if self.reverse:
                 raise ValueError("a right-to-left block cannot continue a sequence (stream)")
             out, state = self.layer(h, state, return_state=True)
+            out = drop_path(out, self.drop_path, self.training)
             return (x + out, state) if return_state else x + out
-        if self.reverse:
-            return x + self.layer(h.flip(1)).flip(1)
-        return x + self.layer(h)
+        out = self.layer(h.flip(1)).flip(1) if self.reverse else self.layer(h)
+        return x + drop_path(out, self.drop_path, self.training)

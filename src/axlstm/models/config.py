@@ -135,6 +135,10 @@ class ModelConfig(ConfigBase):
             keeps it in cache, which makes long inputs linear in cost); 0 disables.
         alternation: "bidirectional" (odd blocks run right-to-left, as AxLSTM) or
             "unidirectional" (every block runs forward in time: causal, so it can stream).
+        drop_path_rate: stochastic depth in training, every family: block ``i`` of ``depth``
+            drops its residual branch per sample with probability ``rate * i / (depth - 1)``
+            (timm's rule, as Audio-MAE and EAT fine-tune with 0.1). 0 (off) in every official
+            recipe; it changes nothing in evaluation.
         num_heads: attention heads (ssast).
         mlp_ratio: MLP hidden width factor (ssast).
         attn_impl: "sdpa" (fused) or "eager" attention (ssast).
@@ -169,6 +173,7 @@ class ModelConfig(ConfigBase):
     mlstm_chunk_size: int = 64
     mlstm_segment_size: int = 1024
     alternation: str = "bidirectional"
+    drop_path_rate: float = 0.0
     num_heads: int = 3
     mlp_ratio: float = 4.0
     attn_impl: str = "sdpa"
@@ -234,6 +239,7 @@ class ModelConfig(ConfigBase):
             raise ConfigError(
                 f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}"
             )
+        in_range("drop_path_rate", self.drop_path_rate, 0.0, 1.0, high_open=True)
         in_range("mlp_ratio", self.mlp_ratio, 0.0, math.inf, low_open=True)
         in_range("mask_ratio", self.mask_ratio, 0.0, 1.0, low_open=True, high_open=True)
         check_front_end(FrontEndConfig, self.front_end)

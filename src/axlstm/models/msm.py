@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from axlstm.audio.features import FrontEndConfig
-from axlstm.layers import PatchEmbed, TransformerBlock, ViLBlock, patchify, sincos_pos_embed_2d
+from axlstm.layers import (
+    PatchEmbed,
+    TransformerBlock,
+    ViLBlock,
+    drop_path_rates,
+    patchify,
+    sincos_pos_embed_2d,
+)
 from axlstm.layers.mamba import MambaBlock
 from axlstm.models.base import EncoderBase
 from axlstm.models.config import ModelConfig
@@ -49,12 +56,14 @@ class MSMOutput(NamedTuple):
 
 def build_blocks(cfg: ModelConfig) -> nn.ModuleList:
     """The encoder stack of a family: tokens (B, S, d) in, tokens (B, S, d) out."""
+    rates = drop_path_rates(cfg.drop_path_rate, cfg.depth)
     if cfg.family == "axlstm":
         return nn.ModuleList(
             ViLBlock(
                 cfg.embed_dim,
                 # odd blocks run right-to-left when "bidirectional"
                 reverse=bool(i % 2) and cfg.alternation == "bidirectional",
+                drop_path=rates[i],
                 expansion=cfg.expansion,
                 num_heads=cfg.mlstm_heads,
                 qkv_block_size=cfg.qkv_block_size,
@@ -67,8 +76,10 @@ def build_blocks(cfg: ModelConfig) -> nn.ModuleList:
         )
     if cfg.family == "ssast":
         return nn.ModuleList(
-            TransformerBlock(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.attn_impl)
-            for _ in range(cfg.depth)
+            TransformerBlock(
+                cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.attn_impl, drop_path=rates[i]
+            )
+            for i in range(cfg.depth)
         )
     if cfg.family == "ssam":  # unidirectional Mamba: Add -> LayerNorm -> Mixer, no flipping
         return nn.ModuleList(
@@ -81,8 +92,9 @@ def build_blocks(cfg: ModelConfig) -> nn.ModuleList:
                 expand=cfg.expansion,
                 dt_rank=cfg.dt_rank,
                 scan_impl=cfg.scan_impl,
+                drop_path=rates[i],
             )
-            for _ in range(cfg.depth)
+            for i in range(cfg.depth)
         )
     raise ValueError(f"unknown model family {cfg.family!r}")
 

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from axlstm.core.errors import ConfigError
+from axlstm.layers.drop import drop_path
 from axlstm.layers.mamba import BiMambaMixer, RMSNorm
 from axlstm.layers.scan import SCAN_IMPLS
 from axlstm.models.config import check_bool, check_dt_rank, choose, in_range, positive_int
@@ -120,16 +121,6 @@ class SSAMBAConfig(SSASTFrameworkConfig):
         in_range("drop_path_rate", self.drop_path_rate, 0.0, 1.0, high_open=True)
         for name in ("residual_in_fp32", "residual_doubling", "final_norm_twice", "divide_out"):
             check_bool(name, getattr(self, name))
-
-
-def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    """Per-sample stochastic depth: zero whole samples with probability ``rate``, rescale the
-    others by 1 / (1 - rate)."""
-    if rate == 0.0 or not training:
-        return x
-    keep = 1.0 - rate
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-    return x * mask / keep
 
 
 class VimBlock(nn.Module):
