@@ -101,6 +101,7 @@ BAD_MODELS = [
     ("test_ssamba", {"drop_path_rate": 1.5}, "drop_path_rate", "1.5"),
     ("test_axlstm", {"drop_path_rate": 1.0}, "drop_path_rate", "1.0"),
     ("test_ssast", {"drop_path_rate": -0.1}, "drop_path_rate", "-0.1"),
+    ("test_ssast_orig", {"drop_path_rate": 1.0}, "drop_path_rate", "1.0"),
     ("test_ssamba", {"depth": 3}, "depth", "3"),
 ]
 

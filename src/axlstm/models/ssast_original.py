@@ -34,6 +34,8 @@ import torch
 from torch import nn
 
 from axlstm.layers.attention import TransformerBlock
+from axlstm.layers.drop import drop_path_rates
+from axlstm.models.config import in_range
 from axlstm.models.registry import build_preset, register_model, register_model_class
 from axlstm.models.ssast_config import SSASTFrameworkConfig
 from axlstm.models.ssast_framework import SSASTFramework
@@ -49,11 +51,18 @@ class SSASTOrigConfig(SSASTFrameworkConfig):
         num_heads: attention heads (head width 64 in the official sizes).
         mlp_ratio: MLP hidden width factor.
         attn_impl: "sdpa" (fused) or "eager" attention.
+        drop_path_rate: stochastic depth in training, timm's rule (block ``i`` of ``depth``:
+            ``rate * i / (depth - 1)``); 0 in the official SSAST recipes.
     """
 
     num_heads: int = 12
     mlp_ratio: float = 4.0
     attn_impl: str = "sdpa"
+    drop_path_rate: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        in_range("drop_path_rate", self.drop_path_rate, 0.0, 1.0, high_open=True)
 
 
 @register_model_class
@@ -69,8 +78,10 @@ class SSASTOriginal(SSASTFramework):
     def build_encoder(self) -> None:
         cfg = self.config
         self.blocks = nn.ModuleList(
-            TransformerBlock(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.attn_impl)
-            for _ in range(cfg.depth)
+            TransformerBlock(
+                cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.attn_impl, drop_path=rate
+            )
+            for rate in drop_path_rates(cfg.drop_path_rate, cfg.depth)
         )
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
 
