@@ -300,3 +300,37 @@ def test_export_of_a_fine_tuning_checkpoint_points_at_the_release(tmp_path, caps
     ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
     assert main(["export", str(ckpt), str(tmp_path / "out")]) == 1
     assert "RUN/classifier" in capsys.readouterr().err
+
+
+def test_evaluation_reads_a_split_in_chunks_and_keeps_it_only_when_it_fits(tmp_path, monkeypatch):
+    import axlstm.finetune.data as fdata
+    from axlstm.finetune.data import EvalClips, clip_windows
+    from axlstm.finetune.scoring import score_clips, split_probabilities
+
+    data = tone_task(tmp_path / "data")
+    paths = [it.path for it in load_labelled(str(data)).splits["train"]]
+    paths.insert(3, str(tmp_path / "absent.wav"))  # counted, not fatal
+    model = build_classifier(FinetuneModelConfig(source="test_axlstm"),
+                             create_model("test_axlstm"), 2, 50).eval()  # fmt: skip
+    fe, frames = model.front_end_config, 50
+    whole = clip_windows(paths, fe, frames)
+    targets = torch.zeros(len(whole.kept), 2)
+    targets[:, 0] = 1
+    reads = []
+    real = fdata.clip_windows
+    monkeypatch.setattr(
+        fdata, "clip_windows", lambda p, *a, **k: reads.append(len(p)) or real(p, *a, **k)
+    )
+    for budget, cached in ((2**30, True), (0, False)):
+        reads.clear()
+        clips = EvalClips(paths, fe, frames, chunk_clips=3, cache_bytes=budget)
+        for _ in range(2):  # two validations
+            probs, kept = split_probabilities(model, clips.chunks(), multilabel=False)
+            assert kept == whole.kept  # indices into the whole list, the absent file left out
+            ref, ref_probs = score_clips(model, whole, targets, multilabel=False)
+            # the same windows in other batches: a GEMM may sum in another order for another
+            # batch size, so float32 rounding (not exact equality) is what is promised
+            torch.testing.assert_close(probs, ref_probs, rtol=1e-5, atol=1e-6)
+        assert list(clips.failed) == [str(tmp_path / "absent.wav")]
+        assert clips.cached == cached
+        assert reads == [3, 3, 3] * (1 if cached else 2)  # 9 paths in chunks of 3

@@ -207,6 +207,10 @@ class ValidationConfig(ConfigBase):
             (SSAST/SSAMBA's weight averaging; null: off). The averaged model is saved and
             tested beside the best one.
         batch_size: windows per forward pass when scoring.
+        cache_gb: the valid (and test) split's evaluation windows stay in memory between
+            validations up to this size; a larger split is read again, 256 clips at a time,
+            for every validation (bounded memory; AudioSet's evaluation set at 10 s is about
+            9 GB of windows).
     """
 
     every_epochs: float = 1.0
@@ -214,6 +218,7 @@ class ValidationConfig(ConfigBase):
     average_from: float | None = None
     average_to: float | None = None
     batch_size: int = 16
+    cache_gb: float = 2.0
 
     def validate(self) -> None:
         if not (self.every_epochs > 0):
@@ -226,6 +231,8 @@ class ValidationConfig(ConfigBase):
             raise ConfigError("validation.average_from must be <= average_to")
         if self.batch_size < 1:
             raise ConfigError(f"validation.batch_size must be >= 1, got {self.batch_size}")
+        if not (isinstance(self.cache_gb, int | float) and self.cache_gb >= 0):
+            raise ConfigError(f"validation.cache_gb must be >= 0, got {self.cache_gb!r}")
 
 
 @dataclass

@@ -13,7 +13,9 @@ over the whole clip, or its fixed statistics), cut into windows of the clip leng
 hop ``L // 2`` (:func:`window_starts`): a clip of at most ``L`` frames is one window, padded as
 training crops are (:func:`pad_input`); a longer one gets full windows at ``0, H, 2H, ...`` and
 one last window ending on its last frame. :mod:`axlstm.finetune.predict` uses the same rule, so
-``axlstm predict`` reproduces the validation and test scores.
+``axlstm predict`` reproduces the validation and test scores. A split is read in chunks of
+clips (:class:`EvalClips`) and kept in memory between validations only while its windows fit
+in a budget, so the memory of evaluation is bounded whatever the split's size.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +39,7 @@ from axlstm.finetune.labels import LabelledItem
 
 __all__ = [
     "ClipWindows",
+    "EvalClips",
     "LabelledSource",
     "clip_windows",
     "cut_windows",
@@ -249,3 +252,71 @@ def clip_windows(
         failed=failed,
         kept=kept,
     )
+
+
+class EvalClips:
+    """The evaluation windows of a split, read ``chunk_clips`` clips at a time.
+
+    :meth:`chunks` yields :class:`ClipWindows` whose ``kept`` indices are into the whole
+    ``paths`` list (``owner`` stays local to the chunk). The first full pass keeps the chunks
+    in memory while their windows total at most ``cache_bytes``; a larger split is read again
+    on every pass instead (bounded memory, at the price of decoding the audio again).
+    After a full pass, :attr:`failed` holds the files that could not be read.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        front_end: FrontEndSpec,
+        frames: int,
+        *,
+        chunk_clips: int = 256,
+        cache_bytes: float = 2 * 2**30,
+    ) -> None:
+        if chunk_clips < 1:
+            raise ValueError(f"chunk_clips must be >= 1, got {chunk_clips}")
+        self.paths = list(paths)
+        self.front_end = front_end
+        self.frames = frames
+        self.chunk_clips = chunk_clips
+        self.cache_bytes = cache_bytes
+        self.failed: dict[str, str] = {}
+        self._cache: list[ClipWindows] | None = None
+        self._streaming = False
+
+    @property
+    def cached(self) -> bool:
+        """Whether the windows are held in memory (after a first pass that fitted)."""
+        return self._cache is not None
+
+    def _read(self) -> Iterator[ClipWindows]:
+        for offset in range(0, len(self.paths), self.chunk_clips):
+            chunk = clip_windows(self.paths[offset : offset + self.chunk_clips],
+                                 self.front_end, self.frames)  # fmt: skip
+            chunk.kept = [offset + i for i in chunk.kept]
+            yield chunk
+
+    def chunks(self) -> Iterator[ClipWindows]:
+        if self._cache is not None:
+            yield from self._cache
+            return
+        keep: list[ClipWindows] | None = None if self._streaming else []
+        size, failed = 0, {}
+        for chunk in self._read():
+            failed.update(chunk.failed)
+            if keep is not None:
+                size += chunk.windows.numel() * chunk.windows.element_size()
+                if size <= self.cache_bytes:
+                    keep.append(chunk)
+                else:
+                    logger.info(
+                        "the evaluation windows of %d clips exceed %.1f GiB: they are read "
+                        "again for every evaluation instead of kept in memory",
+                        len(self.paths),
+                        self.cache_bytes / 2**30,
+                    )
+                    keep, self._streaming = None, True
+            yield chunk
+        self.failed = failed
+        if keep is not None:
+            self._cache = keep

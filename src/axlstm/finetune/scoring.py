@@ -22,6 +22,7 @@ Metrics (computed by :mod:`axlstm.evaluation.metrics`, as hear-eval-kit names th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -35,7 +36,14 @@ from axlstm.evaluation.metrics import (
 )
 from axlstm.finetune.data import ClipWindows
 
-__all__ = ["clip_probabilities", "score_clips", "top_k_accuracy", "window_logits"]
+__all__ = [
+    "clip_probabilities",
+    "score_clips",
+    "scores_of",
+    "split_probabilities",
+    "top_k_accuracy",
+    "window_logits",
+]
 
 
 def window_logits(model: nn.Module, windows: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
@@ -94,12 +102,36 @@ def score_clips(
     Raises:
         AxlstmError: no clip could be read, or the model gave non-finite outputs.
     """
-    if not clips.kept:
+    probs, _ = split_probabilities(model, [clips], multilabel, batch_size)
+    return scores_of(probs, targets, multilabel), probs
+
+
+def split_probabilities(
+    model: nn.Module, chunks: Iterable[ClipWindows], multilabel: bool, batch_size: int = 16
+) -> tuple[torch.Tensor, list[int]]:
+    """``(n, K)`` clip probabilities of the readable clips of ``chunks`` (one
+    :class:`ClipWindows`, or the chunks of an :class:`~axlstm.finetune.data.EvalClips`), and
+    the clips' ``kept`` indices in the same order.
+
+    Raises:
+        AxlstmError: no clip could be read, or the model gave non-finite outputs.
+    """
+    probs, kept = [], []
+    for chunk in chunks:
+        if not chunk.kept:
+            continue
+        logits = window_logits(model, chunk.windows, batch_size)
+        if not torch.isfinite(logits).all():
+            raise AxlstmError("the classifier gave non-finite outputs (NaN or inf)")
+        probs.append(clip_probabilities(logits, chunk.owner, len(chunk.kept), multilabel))
+        kept.extend(chunk.kept)
+    if not kept:
         raise AxlstmError("no clip of the evaluated split could be read")
-    logits = window_logits(model, clips.windows, batch_size)
-    if not torch.isfinite(logits).all():
-        raise AxlstmError("the classifier gave non-finite outputs (NaN or inf)")
-    probs = clip_probabilities(logits, clips.owner, len(clips.kept), multilabel)
+    return torch.cat(probs), kept
+
+
+def scores_of(probs: torch.Tensor, targets: torch.Tensor, multilabel: bool) -> dict[str, float]:
+    """The scores (see the module note) of ``(n, K)`` clip probabilities against targets."""
     t = targets.float()
     scores = {"loss": _loss(probs, t, multilabel)}
     if multilabel:
@@ -107,4 +139,4 @@ def score_clips(
         scores.update(mAP=mean_average_precision(probs, t), aucroc=auc, d_prime=d_prime_of_auc(auc))
     else:
         scores.update(acc=top1_accuracy(probs, t), top5=top_k_accuracy(probs, t, 5))
-    return {k: v for k, v in scores.items() if not math.isnan(v)}, probs
+    return {k: v for k, v in scores.items() if not math.isnan(v)}

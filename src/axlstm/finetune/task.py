@@ -31,9 +31,9 @@ from axlstm.embedding import resolve_model
 from axlstm.engine.checkpoint import atomic_save
 from axlstm.finetune.classify import build_classifier, param_groups, set_trainable
 from axlstm.finetune.config import FinetuneConfig
-from axlstm.finetune.data import ClipWindows, LabelledSource, clip_windows, labelled_stream
+from axlstm.finetune.data import EvalClips, LabelledSource, labelled_stream
 from axlstm.finetune.labels import LabelledData, LabelledItem
-from axlstm.finetune.scoring import score_clips
+from axlstm.finetune.scoring import scores_of, split_probabilities
 from axlstm.models import AudioClassifier
 from axlstm.models.registry import model_class_name
 
@@ -85,7 +85,7 @@ class FineTuneTask:
         self.best_step = -1
         self.avg: dict[str, torch.Tensor] | None = None
         self.avg_count = 0
-        self._valid: ClipWindows | None = None
+        self._valid: EvalClips | None = None
         self.frames = 0
 
     # --------------------------------------------------------------------------- the model
@@ -173,19 +173,20 @@ class FineTuneTask:
         return -(y * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
     # -------------------------------------------------------------------------- validation
-    def valid_windows(self, model: AudioClassifier) -> ClipWindows:
+    def valid_clips(self, model: AudioClassifier) -> EvalClips:
         if self._valid is None:
             paths = [it.path for it in self.valid_items]
-            self._valid = clip_windows(paths, model.front_end_config, self.frames)
+            self._valid = EvalClips(paths, model.front_end_config, self.frames,
+                                    cache_bytes=self.cfg.validation.cache_gb * 2**30)  # fmt: skip
         return self._valid
 
     def validate(self, model: AudioClassifier, step: int, run_dir: Path) -> dict[str, float]:
-        clips = self.valid_windows(model)
-        kept = [self.valid_items[i] for i in clips.kept]
-        targets = torch.from_numpy(self.data.targets(kept))
-        scores, _ = score_clips(
-            model, clips, targets, self.multilabel, self.cfg.validation.batch_size
+        clips = self.valid_clips(model)
+        probs, kept = split_probabilities(
+            model, clips.chunks(), self.multilabel, self.cfg.validation.batch_size
         )
+        targets = torch.from_numpy(self.data.targets([self.valid_items[i] for i in kept]))
+        scores = scores_of(probs, targets, self.multilabel)
         value = scores.get(self.monitor, math.nan)
         if math.isnan(value):
             raise AxlstmError(f"validation.monitor={self.monitor!r} is not among {list(scores)}")

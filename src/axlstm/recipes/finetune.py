@@ -44,10 +44,10 @@ from axlstm.evaluation.builtin import builtin_tasks_dir, write_builtin_tasks
 from axlstm.evaluation.cache import default_cache_dir
 from axlstm.evaluation.stats import mean_ci
 from axlstm.finetune.config import FinetuneConfig
-from axlstm.finetune.data import clip_windows
+from axlstm.finetune.data import EvalClips
 from axlstm.finetune.labels import LabelledData, LabelledItem, load_labelled, subset_training
 from axlstm.finetune.release import save_classifier
-from axlstm.finetune.scoring import score_clips
+from axlstm.finetune.scoring import scores_of, split_probabilities
 from axlstm.finetune.task import AVERAGED_NAME, BEST_NAME, FineTuneTask
 from axlstm.recipes.pretrain import read_config
 
@@ -221,17 +221,20 @@ def _test_and_release(cfg, data, task, model, splits, run_dir: Path) -> dict[str
     ones; write ``results.json``."""
     items: list[LabelledItem] = splits["test"]
     model = model.eval()
-    clips = clip_windows([it.path for it in items], model.front_end_config, task.frames)
-    targets = torch.from_numpy(data.targets([items[i] for i in clips.kept]))
+    clips = EvalClips([it.path for it in items], model.front_end_config, task.frames,
+                      cache_bytes=cfg.validation.cache_gb * 2**30)  # fmt: skip
     final = {k: v.detach().clone() for k, v in model.state_dict().items()}
     scores: dict[str, dict[str, float]] = {}
+    scored: list[int] = []  # the readable test clips, indices into items
     for which, path in (("final", None), ("best", BEST_NAME), ("averaged", AVERAGED_NAME)):
         if path is not None:
             if not (run_dir / path).is_file():
                 continue
             model.load_state_dict(torch_load_weights(run_dir / path, "weights"))
-        scores[which], _ = score_clips(model, clips, targets, data.multilabel,
-                                       cfg.validation.batch_size)  # fmt: skip
+        probs, scored = split_probabilities(model, clips.chunks(), data.multilabel,
+                                            cfg.validation.batch_size)  # fmt: skip
+        targets = torch.from_numpy(data.targets([items[i] for i in scored]))
+        scores[which] = scores_of(probs, targets, data.multilabel)
         model.load_state_dict(final)
     chosen = "averaged" if "averaged" in scores else ("best" if "best" in scores else "final")
     if chosen != "final":
@@ -260,7 +263,7 @@ def _test_and_release(cfg, data, task, model, splits, run_dir: Path) -> dict[str
         "release": str(release),
         "weights_released": chosen,
         "train_clips": len(splits["train"]),
-        "test_clips": len(clips.kept),
+        "test_clips": len(scored),
         "test_failed": clips.failed,
         "best_step": task.best_step,
     }
