@@ -127,6 +127,13 @@ def test_k_fold_runs_report_mean_and_interval(tmp_path):
     for fold in ("fold01", "fold02", "fold03"):
         result = json.loads((tmp_path / "kfold" / fold / "results.json").read_text())
         assert result["reported"] == "final"  # never a best picked on the held-out fold
+    # some folds, named as the manifest writes them or as the run does
+    some = finetune(cfg_for(data, "schedule.max_steps=1", "data.folds=[1, fold03, '3']"),
+                    tmp_path / "some")  # fmt: skip
+    assert sorted(some["runs"]) == ["fold01", "fold03"]
+    with pytest.raises(ConfigError, match=r"data\.folds: unknown fold 'fold7'"):
+        finetune(cfg_for(data, "data.folds=[fold7]"), tmp_path / "bad")
+    assert not (tmp_path / "bad" / "labels.json").exists()  # nothing to --resume was started
 
 
 def test_training_subsets_for_label_efficiency(tmp_path, caplog):

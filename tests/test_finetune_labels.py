@@ -166,11 +166,11 @@ BAD_MANIFESTS = {
     "no rows": ("path,label\n\n", r"m\.csv: the manifest lists no clips"),
     "class only in test": (
         "path,label,split\na.wav,x,train\nb.wav,y,train\nc.wav,z,test\n",
-        r"class 'z' has no training clip \(only test: 1\)",
+        r"m\.csv: class 'z' has no training clip \(only test: 1\)",
     ),
     "class only in valid": (
         "path,label,split\na.wav,x,train\nb.wav,y,train\nc.wav,z,valid\n",
-        r"class 'z' has no training clip \(only valid: 1\)",
+        r"m\.csv: class 'z' has no training clip \(only valid: 1\)",
     ),
     "no train split": ("path,label,split\na.wav,x,test\nb.wav,y,test\n", "no training clips"),
     "single class": ("path,label\na.wav,x\nb.wav,x\n", r"a single class \['x'\]"),
@@ -181,7 +181,7 @@ BAD_MANIFESTS = {
     "one fold": ("path,label,split\na.wav,x,fold1\nb.wav,y,fold1\n", "one fold"),
     "class in one fold": (
         "path,label,split\na.wav,x,1\nb.wav,y,1\nc.wav,x,2\nd.wav,y,2\ne.wav,z,2\n",
-        r"class 'z' has clips only in fold02",
+        r"m\.csv: class 'z' has clips only in fold02",
     ),
     "folds mixed with splits": (
         "path,label,split\na.wav,x,fold1\nb.wav,y,train\n",

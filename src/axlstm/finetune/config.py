@@ -92,7 +92,8 @@ class FinetuneDataConfig(ConfigBase):
             at most this many per class (null: no cap). Every class keeps a clip; validation
             and test splits are untouched. The draw is seeded by ``subset_seed`` (null:
             ``engine.seed``, so a seed sweep also varies the subset).
-        folds: for k-fold data, the held-out folds to run ("all" or a list of fold names).
+        folds: for k-fold data, the held-out folds to run: "all", or a list of folds named
+            as the manifest writes them (``fold1``, ``1``) or as the run does (``fold01``).
         num_workers, prefetch_factor, pin_memory, max_bad_attempts: the loader.
     """
 
@@ -133,7 +134,8 @@ class FinetuneDataConfig(ConfigBase):
         if self.num_workers < 0 or self.prefetch_factor < 1 or self.max_bad_attempts < 1:
             raise ConfigError("data.num_workers >= 0, prefetch_factor >= 1, max_bad_attempts >= 1")
         if self.folds != "all" and not (
-            isinstance(self.folds, list) and all(isinstance(f, str) for f in self.folds)
+            isinstance(self.folds, list)
+            and all(isinstance(f, str | int) and not isinstance(f, bool) for f in self.folds)
         ):
             raise ConfigError(f"data.folds must be 'all' or a list of fold names, got {self.folds}")
 

@@ -94,6 +94,16 @@ class LabelledData:
             y[row, list(item.labels)] = 1.0
         return y
 
+    def fold_name(self, fold: str) -> str:
+        """The fold ``fold`` names, written as the manifest wrote it ("fold1", "1") or as
+        :attr:`folds` names it ("fold01"); a :class:`UsageError` for an unknown one."""
+        if self.folds is None:
+            raise UsageError(f"{self.source}: not k-fold data (splits: {', '.join(self.splits)})")
+        name = fold if fold in self.folds else _fold_alias(str(fold))
+        if name not in self.folds:
+            raise UsageError(f"unknown fold {fold!r}; the folds are {', '.join(self.folds)}")
+        return name
+
     def fold_split(
         self, test_fold: str, *, valid_fraction: float = 0.0, seed: int = 0
     ) -> dict[str, list[LabelledItem]]:
@@ -102,11 +112,7 @@ class LabelledData:
         held-out fold); ``valid_fraction`` > 0 draws one from the training folds (seeded,
         stratified). ``test_fold`` may be written as the manifest wrote it ("fold1", "1").
         """
-        if self.folds is None:
-            raise UsageError(f"{self.source}: not k-fold data (splits: {', '.join(self.splits)})")
-        name = test_fold if test_fold in self.folds else _fold_alias(test_fold)
-        if name not in self.folds:
-            raise UsageError(f"unknown fold {test_fold!r}; the folds are {', '.join(self.folds)}")
+        name = self.fold_name(test_fold)
         train = [item for f in self.folds if f != name for item in self.splits[f]]
         out = {"train": train}
         if valid_fraction > 0:
@@ -386,25 +392,32 @@ def _class_counts(items: Sequence[LabelledItem], num_classes: int) -> np.ndarray
 
 
 def _check_classes(
-    vocabulary: list[str], splits: dict[str, list[LabelledItem]], kfold: bool, named: set[str]
+    source: str,
+    vocabulary: list[str],
+    splits: dict[str, list[LabelledItem]],
+    kfold: bool,
+    named: set[str],
 ) -> None:
     counts = {name: _class_counts(items, len(vocabulary)) for name, items in splits.items()}
     for k, label in enumerate(vocabulary):
         where = {s: int(c[k]) for s, c in counts.items() if c[k]}
         if not where and label in named:
-            raise InputError(f"class {label!r}: all its clips were skipped (no training clip)")
+            raise InputError(
+                f"{source}: class {label!r}: all its clips were skipped (no training clip)"
+            )
         if not where:
-            logger.warning("class %r has no clip in any split", label)
+            logger.warning("%s: class %r has no clip in any split", source, label)
         elif kfold and len(where) == 1:
             raise InputError(
-                f"class {label!r} has clips only in {next(iter(where))}; with that fold held "
-                "out it has no training clip: a class needs clips in at least two folds"
+                f"{source}: class {label!r} has clips only in {next(iter(where))}; with that "
+                "fold held out it has no training clip: a class needs clips in at least two "
+                "folds"
             )
         elif not kfold and "train" not in where:
             found = ", ".join(f"{s}: {n}" for s, n in where.items())
             raise InputError(
-                f"class {label!r} has no training clip (only {found}); a class that exists "
-                "only in valid/test cannot be learned"
+                f"{source}: class {label!r} has no training clip (only {found}); a class that "
+                "exists only in valid/test cannot be learned"
             )
 
 
@@ -470,7 +483,7 @@ def _assemble(rows, source, vocabulary, folds, multilabel, skipped, missing, fra
                 f"{source}: {'fold' if folds else 'split'} {name} has no usable clip (all its "
                 "rows were skipped)"
             )
-    _check_classes(vocabulary, splits, folds is not None, named)
+    _check_classes(source, vocabulary, splits, folds is not None, named)
     if folds is None and "valid" not in splits and fraction > 0:
         train, valid = _draw_valid(splits["train"], fraction, seed)
         if valid:

@@ -148,9 +148,10 @@ def _all_runs(cfg: FinetuneConfig, data: LabelledData) -> list[tuple[str, dict[s
             splits["test"] = splits["train"]
         return [("", splits)]
     wanted = data.folds if cfg.data.folds == "all" else list(cfg.data.folds)
-    unknown = [f for f in wanted if f not in data.folds]
-    if unknown:
-        raise ConfigError(f"data.folds names unknown folds {unknown}; the data has {data.folds}")
+    try:  # as the manifest wrote them ("fold1", "1") or as the data names them ("fold01")
+        wanted = list(dict.fromkeys(data.fold_name(f) for f in wanted))
+    except UsageError as err:
+        raise ConfigError(f"data.folds: {err}") from None
     runs = []
     for fold in wanted:
         split = data.fold_split(fold)
@@ -195,9 +196,11 @@ def finetune(
     main = int(os.environ.get("RANK", "0") or 0) == 0
     if main:
         logger.info("labelled data: %s", data.describe())
+    runs = _runs(cfg, data)  # a bad data.folds is refused before the run folder is written
+    if main:
         _check_labels(out, data, resume)
     results: dict[str, dict[str, Any]] = {}
-    for name, splits in _runs(cfg, data):
+    for name, splits in runs:
         run_dir = out / name if name else out
         done = run_dir / RESULTS_NAME
         if done.is_file():
