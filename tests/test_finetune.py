@@ -341,3 +341,23 @@ def test_evaluation_reads_a_split_in_chunks_and_keeps_it_only_when_it_fits(tmp_p
         assert list(clips.failed) == [str(tmp_path / "absent.wav")]
         assert clips.cached == cached
         assert reads == [3, 3, 3] * (1 if cached else 2)  # 9 paths in chunks of 3
+
+
+def test_finetune_starts_from_a_release_folder(tmp_path):
+    """``--model RELEASE``: the encoder fine-tuned is the release's, weight for weight (the
+    frozen mode keeps it unchanged through training, so the released classifier shows it)."""
+    import axlstm
+
+    release = tmp_path / "release"
+    create_model("test_axlstm").save_pretrained(release)
+    data = tone_task(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["finetune", "--config", "debug", "--model", str(release), "--data", str(data),
+            "--out", str(out), "--max-steps", "2", "--no-progress", "--set", "model.mode=frozen",
+            "data.clip_seconds=0.5", "optim.global_batch=4"]  # fmt: skip
+    assert main(args) == 0
+    clf = axlstm.load_classifier(out / "classifier")
+    encoder = clf.model.encoder.state_dict()
+    saved = axlstm.load_model(release).state_dict()
+    shared = [k for k in encoder if k in saved]
+    assert len(shared) > 10 and all(torch.equal(encoder[k], saved[k]) for k in shared)

@@ -287,3 +287,25 @@ def test_classifier_trains_and_refuses_bad_use():
         SSASTClassifier.from_pretrained(encoder, 5, pool="max")
     with pytest.raises(ValueError, match="at least one class"):
         ClassifierHead(64, 0)
+
+
+def test_finetune_from_an_official_checkpoint_builds_the_official_model(tmp_path):
+    """``axlstm finetune --model state_dict.pth --arch ssamba_tiny``: the run's classifier is
+    the official constructor's model (stride 10, resized positions), weight for weight; the
+    frozen mode keeps the encoder through training, so the release shows what was built."""
+    from axlstm.recipes.finetune import finetune
+    from test_finetune import cfg_for, tone_task
+
+    case = CASES["ssamba_s10_t128"]
+    overrides = "{" + ", ".join(f"{k}: {v}" for k, v in case.reduced.items()) + "}"
+    cfg = cfg_for(tone_task(tmp_path / "data"), f"model.source={case.folder / 'state_dict.pth'}",
+                  f"model.arch={case.arch}", f"model.overrides={overrides}", "model.fstride=10",
+                  "model.tstride=10", "model.mode=frozen", "data.clip_seconds=1.28",
+                  "schedule.max_steps=1")  # fmt: skip
+    finetune(cfg, tmp_path / "run")
+    ours = axlstm.load_classifier(tmp_path / "run" / "classifier").model
+    official = SSASTClassifier.from_pretrained(case.pretrained(), 2, **case.geometry())
+    a, b = ours.encoder.state_dict(), official.encoder.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
