@@ -88,6 +88,10 @@ def test_debug_recipe_end_to_end(tmp_path, monkeypatch, capsys):
     # a finished run is not overwritten; --resume of a finished run keeps its results
     assert main(["finetune", "--config", "debug", "--out", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err
+    before = (out / "results.json").read_bytes()
+    assert main(["finetune", "--config", "debug", "--out", str(out), "--resume"]) == 0
+    assert (out / "results.json").read_bytes() == before
+    assert "acc:" in capsys.readouterr().out  # the kept scores are reported again
 
 
 def test_interrupted_run_resumes_exactly(tmp_path):
@@ -361,3 +365,28 @@ def test_finetune_starts_from_a_release_folder(tmp_path):
     saved = axlstm.load_model(release).state_dict()
     shared = [k for k in encoder if k in saved]
     assert len(shared) > 10 and all(torch.equal(encoder[k], saved[k]) for k in shared)
+
+
+def test_balanced_sampling_draws_rare_classes_as_often_as_common_ones(tmp_path):
+    from axlstm.finetune.data import LabelledSource
+
+    labelled = load_labelled(str(tone_task(tmp_path / "data", per_class=12)))
+    train = labelled.splits["train"]  # 8 low, 8 high
+    low = [it for it in train if labelled.vocabulary[it.labels[0]] == "low"]
+    high = [it for it in train if labelled.vocabulary[it.labels[0]] == "high"]
+    items = low + high[:1]  # 8 to 1
+
+    class Spec:  # the processor's interface, without features
+        sample_rate = SR
+
+        def from_wave(self, wave, rng, path):
+            return torch.zeros(1)
+
+    def rare_share(balanced: bool) -> float:
+        source = LabelledSource(items, labelled.targets(items), balanced=balanced)
+        rng = np.random.default_rng(0)
+        drawn = [source.load(i % len(items), Spec(), rng)["target"] for i in range(360)]
+        return float(np.mean([float(t[labelled.vocabulary.index("high")]) for t in drawn]))
+
+    assert rare_share(False) == pytest.approx(1 / 9)  # each item in turn
+    assert 0.4 < rare_share(True) < 0.6  # both classes weigh the same: about 1/2 each
