@@ -131,3 +131,11 @@ def test_cuda_batches_give_the_cpu_result():
         lambda a, g: mixup(a, y.to(a.device), g)[0],
     ):
         assert torch.allclose(fn(x, gen()).cpu(), fn(x.cuda(), gen()).cpu(), atol=1e-6)
+    # the waveform augmentations, (B, N): the same draws (CPU generator); the noise scale is a
+    # mean over 400 samples, summed in another order on the GPU (~1e-6 relative), |x| <= ~4
+    wave = torch.randn(3, 400, generator=gen(8))
+    for fn in (
+        lambda a, g: add_noise(a, g, snr_low=5.0, snr_high=20.0),
+        lambda a, g: random_gain(a, g, max_db=6.0),
+    ):
+        assert torch.allclose(fn(wave, gen()).cpu(), fn(wave.cuda(), gen()).cpu(), atol=1e-5)
