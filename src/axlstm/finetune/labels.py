@@ -34,7 +34,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -311,15 +311,24 @@ def _keep_usable(rows: list[_Row], missing: str, skipped: dict[str, list[str]]) 
     return kept
 
 
+def _by_rarest_label(
+    items: Sequence[LabelledItem], order: Iterable[int], count: Counter[int]
+) -> dict[int, list[int]]:
+    """Indices of ``items`` (in ``order``) grouped by each clip's rarest label (by ``count``,
+    ties to the lower class id): the strata of a class-stratified draw."""
+    groups: dict[int, list[int]] = {}
+    for i in order:
+        groups.setdefault(min(items[i].labels, key=lambda c: (count[c], c)), []).append(i)
+    return groups
+
+
 def _draw_valid(
     items: list[LabelledItem], fraction: float, seed: int
 ) -> tuple[list[LabelledItem], list[LabelledItem]]:
     """A seeded draw of about ``fraction`` of ``items``, stratified by class (by the rarest
     label of a clip for multilabel data), that leaves every class a training clip."""
     count = Counter(c for item in items for c in item.labels)
-    groups: dict[int, list[int]] = {}
-    for i, item in enumerate(items):
-        groups.setdefault(min(item.labels, key=lambda c: (count[c], c)), []).append(i)
+    groups = _by_rarest_label(items, range(len(items)), count)
     rng = np.random.default_rng(seed)
     chosen: set[int] = set()
     for key in sorted(groups):
@@ -362,9 +371,7 @@ def subset_training(
     order = [int(i) for i in rng.permutation(len(items))]
     keep = set(order)
     if fraction < 1.0:
-        groups: dict[int, list[int]] = {}
-        for i in order:  # each group in the seeded order
-            groups.setdefault(min(items[i].labels, key=lambda c: (count[c], c)), []).append(i)
+        groups = _by_rarest_label(items, order, count)  # each group in the seeded order
         keep = set()
         for idx in groups.values():
             keep.update(idx[: max(1, int(fraction * len(idx) + 0.5))])

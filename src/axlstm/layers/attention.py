@@ -82,8 +82,5 @@ class TransformerBlock(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_path and self.training:
-            x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, True)
-            return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, True)
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + drop_path(self.attn(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)

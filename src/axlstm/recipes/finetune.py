@@ -131,7 +131,7 @@ def _all_runs(cfg: FinetuneConfig, data: LabelledData) -> list[tuple[str, dict[s
     """(name, splits) of every engine run, with every training clip."""
     if not data.folds:
         splits = {k: data.splits.get(k, []) for k in ("train", "valid", "test")}
-        if not splits["test"]:
+        if not splits["test"] and splits["valid"]:
             logger.info(
                 "%s has no test split: the valid split is scored as test, and the score reported "
                 "is that of the final (or averaged) weights, not of the best on valid",
